@@ -1,0 +1,81 @@
+"""What every long-lived actor shares: a supervised loop in a background thread, error
+counting by kind, and a heartbeat in Redis that ``/health`` and ``rwa status`` read.
+
+The loop starts in the constructor on purpose: when Ray restarts a dead actor it runs
+the constructor again and nothing else, so the actor must resume by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from core import cache
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(self, redis_url: str, component: str) -> None:
+        self.component = component
+        self._redis = cache.sync_client(redis_url)
+
+    def beat(self, figures: dict[str, Any]) -> None:
+        try:
+            self._redis.set(
+                cache.heartbeat_key(self.component),
+                json.dumps({"component": self.component, "at": time.time(), **figures}),
+                ex=cache.HEARTBEAT_TTL_S,
+            )
+        except Exception as e:  # a Redis outage must not stop the work itself
+            log.warning("heartbeat of %s failed: %s", self.component, e)
+
+
+class SupervisedLoop:
+    """Calls ``step`` until stopped; an exception is counted, logged and backed off."""
+
+    def __init__(self, name: str, step: Callable[[], Any], *, heartbeat: Heartbeat,
+                 figures: Callable[[], dict[str, Any]], idle_s: float = 0.0,
+                 beat_every_s: float = 2.0) -> None:
+        self.name = name
+        self._step = step
+        self._heartbeat = heartbeat
+        self._figures = figures
+        self._idle_s = idle_s
+        self._beat_every_s = beat_every_s
+        self._stop = threading.Event()
+        self.errors: dict[str, int] = {}
+        self.started_at = time.time()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                self._step()
+                backoff = 0.5
+            except Exception as e:
+                kind = type(e).__name__
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+                log.exception("%s step failed (%s); retrying in %.1f s", self.name, kind, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            now = time.monotonic()
+            if now - last_beat >= self._beat_every_s:
+                self._heartbeat.beat({"errors": self.errors, **self._figures()})
+                last_beat = now
+            if self._idle_s:
+                self._stop.wait(self._idle_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop

@@ -1,0 +1,34 @@
+"""Redis: the client factory and every key and channel name the platform uses.
+
+Keeping the names here means writers (actors) and readers (the API) never drift.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+#: Pub/sub channel carrying one JSON message per live tick.
+TICKS_CHANNEL = "rwa:ticks"
+#: How long a component's heartbeat lives; a component missing it is reported down.
+HEARTBEAT_TTL_S = 30
+
+
+def latest_price_key(asset_id: str) -> str:
+    return f"rwa:latest:{asset_id}"
+
+
+def prediction_key(asset_id: str, horizon: int) -> str:
+    return f"rwa:prediction:{asset_id}:{horizon}"
+
+
+def heartbeat_key(component: str) -> str:
+    return f"rwa:heartbeat:{component}"
+
+
+def sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+
+
+def async_client(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5)

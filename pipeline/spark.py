@@ -1,0 +1,64 @@
+"""The one place that starts Spark: a RayDP session on the running Ray cluster.
+
+Java must be set (``JAVA_HOME``/``PATH``) before the JVM starts; the caller passes the
+Java home it resolved so Ray workers, which do not inherit the driver's environment,
+use the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def start_spark(
+    *,
+    app_name: str,
+    java_home: Path,
+    num_executors: int = 1,
+    executor_cores: int = 1,
+    executor_memory: str = "1g",
+    executor_cpus: float = 0.5,
+):
+    """Start (or return) the RayDP Spark session of this process.
+
+    Args:
+        executor_cpus: Ray logical CPUs each executor actor reserves; fractional so
+            Spark fits beside the other actors on a 2-core machine.
+    """
+    os.environ["JAVA_HOME"] = str(java_home)
+    os.environ["PATH"] = f"{java_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    # Everything runs on loopback; without this Spark binds to whatever the hostname says.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    import raydp
+
+    spark = raydp.init_spark(
+        app_name=app_name,
+        num_executors=num_executors,
+        executor_cores=executor_cores,
+        executor_memory=executor_memory,
+        configs={
+            "spark.ray.raydp_spark_executor.actor.resource.cpu": str(executor_cpus),
+            "spark.ray.raydp_spark_master.actor.resource.cpu": "0",
+            "spark.driver.memory": "1g",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.parquet.mergeSchema": "false",
+            # pyarrow and PostgreSQL read these as UTC instants; INT96 is a legacy format.
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        },
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s started on Ray with %d executor(s)", spark.version, num_executors)
+    return spark
+
+
+def stop_spark() -> None:
+    import raydp
+
+    raydp.stop_spark()

@@ -1,0 +1,1 @@
+"""The composition root: the ``rwa`` command and the embedded-stack launcher."""

@@ -1,0 +1,255 @@
+"""The embedded-stack launcher behind ``rwa up``: starts every component in order,
+wires the concrete endpoints into one ``Settings``, and stops everything in reverse
+order on Ctrl-C/SIGTERM so that nothing is left running.
+
+Ray CPU budget (logical CPUs; Ray starts with ``RWA_RAY__NUM_CPUS``, default 8, on
+purpose more than the physical cores): ingestion, bronze sink, fan-out, pipeline and
+scheduler actors 0.25 each; the API ingress 0.25 per replica; Spark's executor 0.5
+and its master 0. That leaves room for Ray Train/Tune jobs submitted beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import SecretStr
+
+from core import broker, db
+from core.catalog import load_catalog
+from core.settings import Settings
+from rwa import embedded
+
+log = logging.getLogger(__name__)
+
+ACTOR_CPUS = 0.25
+
+
+@dataclass
+class StackInfo:
+    """Where the running stack can be reached; written to ``<home>/run/stack.json``."""
+
+    api_url: str
+    dashboard_url: str | None
+    ray_address: str
+    kafka_bootstrap: str
+    redis_url: str | None  # only when embedded (no credentials in it)
+    database_url: str | None  # only when embedded (unix socket, no password)
+    pids: dict[str, int] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def write(self, run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "stack.json"
+        path.write_text(json.dumps(self.__dict__, indent=2))
+        return path
+
+    @classmethod
+    def read(cls, run_dir: Path) -> StackInfo | None:
+        path = run_dir / "stack.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def resolved_settings(settings: Settings, info: StackInfo | None) -> Settings:
+    """``settings`` with the embedded endpoints of a running stack filled in."""
+    if info is None:
+        return settings
+    update: dict[str, Any] = {}
+    if settings.database_url is None and info.database_url:
+        update["database_url"] = SecretStr(info.database_url)
+    if settings.redis_url is None and info.redis_url:
+        update["redis_url"] = SecretStr(info.redis_url)
+    if settings.kafka_bootstrap_servers is None:
+        update["kafka_bootstrap_servers"] = info.kafka_bootstrap
+    return settings.model_copy(update=update)
+
+
+async def prepare_database(dsn: str) -> None:
+    conn = await db.connect(dsn)
+    try:
+        await db.migrate(conn)
+        await db.upsert_assets(conn, load_catalog())
+    finally:
+        await conn.close()
+
+
+class Stack:
+    """Starts and stops the platform; ``say`` reports progress to the user."""
+
+    def __init__(self, settings: Settings, say: Callable[[str], None] = log.info) -> None:
+        self.settings = settings
+        self.say = say
+        self.started = time.monotonic()
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.actors: dict[str, Any] = {}
+        self.info: StackInfo | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    # -- start ---------------------------------------------------------------------
+    def start(self) -> StackInfo:
+        s = self.settings
+        home = s.home
+        home.mkdir(parents=True, exist_ok=True)
+        pids: dict[str, int] = {}
+        embedded_db = embedded_redis = None
+
+        if s.database_url is None:
+            pg = embedded.EmbeddedPostgres(home / "postgres")
+            embedded_db = pg.start()
+            self._stops.append(("PostgreSQL", pg.stop))
+            pids["postgres"] = pg.pid or 0
+            self.say(f"PostgreSQL (embedded) on {home / 'postgres'}")
+        if s.redis_url is None:
+            rd = embedded.EmbeddedRedis(home / "redis")
+            embedded_redis = rd.start()
+            self._stops.append(("Redis", rd.stop))
+            pids["redis"] = rd.pid or 0
+            self.say(f"Redis (embedded) at {embedded_redis}")
+        kafka_bootstrap = s.kafka_bootstrap_servers
+        if kafka_bootstrap is None:
+            kf = embedded.EmbeddedKafka(home / "kafka", port=s.kafka.port)
+            kafka_bootstrap = kf.start()
+            self._stops.append(("Kafka (Tansu)", kf.stop))
+            pids["kafka"] = kf.pid or 0
+            self.say(f"Kafka (embedded Tansu) at {kafka_bootstrap}")
+
+        s = self.settings = s.model_copy(update={
+            "database_url": s.database_url or SecretStr(embedded_db or ""),
+            "redis_url": s.redis_url or SecretStr(embedded_redis or ""),
+            "kafka_bootstrap_servers": kafka_bootstrap,
+        })
+        asyncio.run(prepare_database(s.database_url.get_secret_value()))
+        created = broker.ensure_topics(kafka_bootstrap, partitions=s.kafka.partitions)
+        self.say(f"database migrated, catalog loaded; topics created: {', '.join(created) or 'none new'}")
+
+        java_home = embedded.find_java_home(s.spark.java_home)
+        embedded.use_java(java_home)
+        dashboard_url = self._start_ray(java_home)
+        self.say(f"Ray started{f'; dashboard at {dashboard_url}' if dashboard_url else ''}")
+
+        self._start_actor("ingest-simulated", "actors.ingestion", "SimulatedIngestion", s)
+        self._start_actor("bronze-price-data-raw", "actors.live", "BronzeSinkActor", s)
+        self._start_actor("live-fanout", "actors.live", "LiveFanoutActor", s)
+        api_url = self._start_serve()
+        self.say(f"API at {api_url} (docs at {api_url}/docs)")
+
+        import ray
+
+        self.info = StackInfo(
+            api_url=api_url, dashboard_url=dashboard_url,
+            ray_address=ray.get_runtime_context().gcs_address,
+            kafka_bootstrap=kafka_bootstrap, redis_url=embedded_redis,
+            database_url=embedded_db, pids=pids)
+        self.info.write(s.run_dir)
+        return self.info
+
+    def start_batch_side(self, java_home: Path | None = None) -> None:
+        """Spark pipeline and prediction scheduler: started after the live path is up."""
+        s = self.settings
+        java = java_home or Path(os.environ["JAVA_HOME"])
+        self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(java))
+        self._start_actor("prediction-scheduler", "actors.scheduler", "PredictionScheduler", s)
+
+    def _start_ray(self, java_home: Path) -> str | None:
+        # Token authentication (Ray's default for new clusters): the head writes the
+        # token to ~/.ray/auth_token and every client on this machine reads it there.
+        # Ray reads this variable when it is imported, so it is set first.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        import ray
+
+        r = self.settings.ray
+        env = {"JAVA_HOME": str(java_home), "SPARK_LOCAL_IP": "127.0.0.1"}
+        if r.address:
+            ray.init(address=r.address, namespace=r.namespace, runtime_env={"env_vars": env})
+            self._stops.append(("Ray connection", ray.shutdown))
+            return None
+        # The head runs as our own child in its own session: a terminal's Ctrl-C reaches
+        # only this launcher, which then stops actors first and the head last.
+        head = embedded.RayHead(self.settings.home / "logs", num_cpus=r.num_cpus,
+                                dashboard_host=r.dashboard_host, dashboard_port=r.dashboard_port)
+        address = head.start()
+        self._stops.append(("Ray head", head.stop))
+        ray.init(address=address, namespace=r.namespace, runtime_env={"env_vars": env},
+                 log_to_driver=False)
+        self._stops.append(("Ray driver", ray.shutdown))
+        return f"http://{r.dashboard_host}:{r.dashboard_port}"
+
+    def _start_actor(self, name: str, module: str, cls_name: str, *args: Any) -> Any:
+        import importlib
+
+        import ray
+
+        cls = getattr(importlib.import_module(module), cls_name)
+        handle = ray.remote(cls).options(
+            name=name, num_cpus=ACTOR_CPUS, max_restarts=-1, max_task_retries=0,
+            max_concurrency=4, lifetime="detached" if self.settings.mode == "cluster" else None,
+        ).remote(*args)
+        self.actors[name] = handle
+        self._stops.append((f"actor {name}", lambda: self._stop_actor(name, handle)))
+        return handle
+
+    @staticmethod
+    def _stop_actor(name: str, handle: Any) -> None:
+        import ray
+
+        try:
+            ray.get(handle.stop.remote(), timeout=20)
+        except Exception as e:
+            log.warning("actor %s did not stop cleanly: %s", name, e)
+        ray.kill(handle, no_restart=True)
+
+    def _start_serve(self) -> str:
+        from ray import serve
+
+        from serve.app import build_app
+
+        s = self.settings
+        serve.start(http_options={"host": s.api.host, "port": s.api.port})
+        args = {
+            "database_url": s.database_url.get_secret_value(),
+            "redis_url": s.redis_url.get_secret_value(),
+            "allowed_origins": s.api.allowed_origins,
+            "max_ongoing_requests": s.api.max_ongoing_requests,
+            "prediction_horizons": s.predictions.horizons,
+        }
+        serve.run(build_app(args), name="rwa", route_prefix="/")
+        self._stops.append(("Serve", serve.shutdown))
+        return f"http://{s.api.host}:{s.api.port}"
+
+    # -- first tick --------------------------------------------------------------------
+    def wait_first_tick(self, timeout_s: float = 120) -> dict[str, Any]:
+        """Subscribe to every asset over the public WebSocket and wait for one tick."""
+        from websockets.sync.client import connect
+
+        assert self.info is not None
+        ws_url = self.info.api_url.replace("http", "ws", 1) + "/ws/prices"
+        ids = [a.asset_id for a in load_catalog()]
+        deadline = time.monotonic() + timeout_s
+        with connect(ws_url, open_timeout=30) as ws:
+            ws.send(json.dumps({"action": "subscribe", "assets": ids}))
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                if "price" in msg:
+                    return msg
+        raise TimeoutError("no live tick reached the WebSocket")
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop everything started, newest first; each step is tried even if one fails."""
+        for what, stop in reversed(self._stops):
+            try:
+                stop()
+                log.info("stopped %s", what)
+            except Exception as e:
+                log.warning("stopping %s failed: %s", what, e)
+        self._stops.clear()
+        run_file = self.settings.run_dir / "stack.json"
+        run_file.unlink(missing_ok=True)

@@ -1,0 +1,250 @@
+"""The FastAPI application: REST over gold and the cache, and the live WebSocket.
+
+``create_api(args)`` builds the app; the Serve ingress wraps it, and the same app runs
+under plain uvicorn for comparison benchmarks. Errors are ``{"detail": …}`` with the
+right status; bad input never reaches a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from core import cache
+from core.domain import ASSET_CLASSES
+from serve import queries
+from serve.args import AppArgs
+from serve.live import Subscriber, TickHub
+
+log = logging.getLogger(__name__)
+
+CORE_DEPENDENCIES = ("postgres", "redis")
+COMPONENTS = ("ingest-simulated", "bronze-price-data-raw", "live-fanout", "pipeline",
+              "prediction-scheduler")
+
+REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+
+
+class SubscribeMessage(BaseModel):
+    action: Literal["subscribe", "unsubscribe"]
+    assets: list[str]
+
+
+class Services:
+    """What a replica holds open: the PostgreSQL pool, Redis, the tick hub."""
+
+    def __init__(self, args: AppArgs) -> None:
+        self.args = args
+        self.pool: asyncpg.Pool | None = None
+        self.redis = cache.async_client(args.redis_url)
+        self.hub = TickHub(args.redis_url)
+        self.symbols: dict[str, str] = {}  # lower-case id or symbol → asset_id
+
+    async def start(self) -> None:
+        self.hub.start()
+        with contextlib.suppress(Exception):  # a down database must not stop the replica
+            await self.ensure_pool()
+
+    async def ensure_pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            try:
+                self.pool = await asyncpg.create_pool(
+                    self.args.database_url, min_size=1, max_size=8, timeout=5, command_timeout=10)
+            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+                raise HTTPException(503, f"database unavailable: {e}") from e
+            await self.refresh_symbols()
+        return self.pool
+
+    async def refresh_symbols(self) -> None:
+        assert self.pool is not None
+        rows = await self.pool.fetch("SELECT asset_id, symbol FROM assets")
+        self.symbols = {r["asset_id"].lower(): r["asset_id"] for r in rows} | {
+            r["symbol"].lower(): r["asset_id"] for r in rows}
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        if self.pool:
+            await self.pool.close()
+        await self.redis.aclose()
+
+
+def create_api(args: AppArgs) -> FastAPI:
+    services = Services(args)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await services.start()
+        yield
+        await services.stop()
+
+    app = FastAPI(
+        title="RWA Prime API",
+        version="0.1.0",
+        description="Analytics and predictions for tokenized real-world assets.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(OSError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"a dependency is unavailable: {type(exc).__name__}"}, 503)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    async def pool() -> asyncpg.Pool:
+        return await services.ensure_pool()
+
+    async def asset_or_404(ref: str) -> dict[str, Any]:
+        asset = await queries.find_asset(await pool(), ref)
+        if asset is None:
+            raise HTTPException(404, f"unknown asset: {ref}")
+        return asset
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> JSONResponse:
+        status: dict[str, Any] = {}
+        try:
+            p = await pool()
+            await asyncio.wait_for(p.fetchval("SELECT 1"), 3)
+            status["postgres"] = {"status": "up"}
+        except Exception as e:
+            status["postgres"] = {"status": "down", "error": type(e).__name__}
+        try:
+            await asyncio.wait_for(services.redis.ping(), 3)
+            status["redis"] = {"status": "up"}
+            beats = await services.redis.mget([cache.heartbeat_key(c) for c in COMPONENTS])
+            for name, beat in zip(COMPONENTS, beats):
+                status[name] = {"status": "up", **json.loads(beat)} if beat else {"status": "down"}
+        except Exception as e:
+            status["redis"] = {"status": "down", "error": type(e).__name__}
+        ok = all(status[d]["status"] == "up" for d in CORE_DEPENDENCIES)
+        body = {"status": "ok" if ok else "degraded", "components": status,
+                "websocket_clients": services.hub.clients}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/assets", response_model=Page, tags=["assets"])
+    async def list_assets(
+        asset_class: Annotated[str | None, Query(description=f"One of {', '.join(ASSET_CLASSES)}")] = None,
+        blockchain: Annotated[str | None, Query(max_length=40)] = None,
+        min_apy: Annotated[float | None, Query(ge=0, le=100)] = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=80)] = None,
+        sort: queries.SortKey = "symbol",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Page:
+        if asset_class is not None and asset_class not in ASSET_CLASSES:
+            raise HTTPException(422, f"asset_class must be one of: {', '.join(ASSET_CLASSES)}")
+        items, total = await queries.list_assets(
+            await pool(), asset_class=asset_class, blockchain=blockchain, min_apy=min_apy, q=q,
+            sort=sort, limit=limit, offset=offset)
+        return Page(items=items, total=total)
+
+    @app.get("/assets/{asset_id}", tags=["assets"])
+    async def get_asset(asset_id: str) -> dict[str, Any]:
+        asset = await asset_or_404(asset_id)
+        latest = await services.redis.get(cache.latest_price_key(asset["asset_id"]))
+        return asset | {"latest": json.loads(latest) if latest else None}
+
+    @app.get("/assets/{asset_id}/prices", tags=["assets"])
+    async def get_prices(
+        asset_id: str,
+        interval: Literal["1h", "1d"] = "1h",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> dict[str, Any]:
+        if start and end and start >= end:
+            raise HTTPException(422, "start must be before end")
+        asset = await asset_or_404(asset_id)
+        bars = await queries.price_bars(await pool(), asset["asset_id"], interval=interval,
+                                        start=start, end=end, limit=limit)
+        return {"asset_id": asset["asset_id"], "interval": interval, "items": bars}
+
+    @app.get("/predictions/{asset_id}", tags=["predictions"])
+    async def get_prediction(
+        asset_id: str, horizon: Annotated[int, Query(ge=1, le=365)] = 7
+    ) -> dict[str, Any]:
+        asset_ref = services.symbols.get(asset_id.lower()) or (await asset_or_404(asset_id))["asset_id"]
+        # The seed's prediction request flow: the cache first, then the database.
+        cached = await services.redis.get(cache.prediction_key(asset_ref, horizon))
+        if cached:
+            return json.loads(cached) | {"cached": True}
+        row = await queries.latest_prediction(await pool(), asset_ref, horizon)
+        if row is None:
+            raise HTTPException(
+                404, f"no prediction for {asset_ref} at horizon {horizon} yet; "
+                     f"horizons produced: {', '.join(map(str, args.prediction_horizons))}")
+        return row | {"cached": False}
+
+    @app.websocket("/ws/prices")
+    async def ws_prices(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin and args.allowed_origins and origin not in args.allowed_origins:
+            await ws.close(code=1008, reason="origin not allowed")
+            return
+        await ws.accept()
+        sub = Subscriber()
+        sender = asyncio.create_task(_send_loop(ws, sub))
+        try:
+            while True:
+                text = await ws.receive_text()
+                await _handle_client_message(ws, sub, text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            services.hub.unsubscribe(sub)
+            sender.cancel()
+
+    async def _handle_client_message(ws: WebSocket, sub: Subscriber, text: str) -> None:
+        try:
+            msg = SubscribeMessage.model_validate_json(text)
+        except ValidationError as e:
+            await ws.send_json({"type": "error", "detail": f"bad message: {e.errors()[0]['msg']}; "
+                                'expected {"action": "subscribe", "assets": [...]}'})
+            return
+        if not services.symbols:
+            await services.ensure_pool()
+        resolved = [services.symbols.get(a.lower()) for a in msg.assets]
+        unknown = [a for a, r in zip(msg.assets, resolved) if r is None]
+        if unknown:
+            await ws.send_json({"type": "error", "detail": f"unknown asset(s): {', '.join(unknown)}"})
+        ids = sorted({r for r in resolved if r})
+        if msg.action == "subscribe":
+            services.hub.subscribe(sub, ids)
+        else:
+            services.hub.unsubscribe(sub, ids)
+        await ws.send_json({"type": f"{msg.action}d", "assets": sorted(sub.assets)})
+
+    return app
+
+
+async def _send_loop(ws: WebSocket, sub: Subscriber) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            await ws.send_text(await sub.queue.get())
