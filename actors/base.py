@@ -35,7 +35,12 @@ class Heartbeat:
 
 
 class SupervisedLoop:
-    """Calls ``step`` until stopped; an exception is counted, logged and backed off."""
+    """Calls ``step`` until stopped; an exception is counted, logged and backed off.
+
+    The heartbeat has its own thread so that a long step (Spark starting, a training
+    run) still shows the actor alive, with ``step_running_s`` telling how long it has
+    been busy.
+    """
 
     def __init__(self, name: str, step: Callable[[], Any], *, heartbeat: Heartbeat,
                  figures: Callable[[], dict[str, Any]], idle_s: float = 0.0,
@@ -47,15 +52,18 @@ class SupervisedLoop:
         self._idle_s = idle_s
         self._beat_every_s = beat_every_s
         self._stop = threading.Event()
+        self._step_started: float | None = None
         self.errors: dict[str, int] = {}
         self.started_at = time.time()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._beats = threading.Thread(target=self._beat, name=f"{name}-heartbeat", daemon=True)
         self._thread.start()
+        self._beats.start()
 
     def _run(self) -> None:
         backoff = 0.5
-        last_beat = 0.0
         while not self._stop.is_set():
+            self._step_started = time.monotonic()
             try:
                 self._step()
                 backoff = 0.5
@@ -65,16 +73,26 @@ class SupervisedLoop:
                 log.exception("%s step failed (%s); retrying in %.1f s", self.name, kind, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-            now = time.monotonic()
-            if now - last_beat >= self._beat_every_s:
-                self._heartbeat.beat({"errors": self.errors, **self._figures()})
-                last_beat = now
+            finally:
+                self._step_started = None
             if self._idle_s:
                 self._stop.wait(self._idle_s)
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            started = self._step_started
+            busy = round(time.monotonic() - started, 1) if started else 0.0
+            try:
+                figures = self._figures()
+            except Exception as e:  # figures are best effort; the beat itself matters
+                figures = {"figures_error": type(e).__name__}
+            self._heartbeat.beat({"errors": dict(self.errors), "step_running_s": busy, **figures})
+            self._stop.wait(self._beat_every_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        self._beats.join(timeout_s)
 
     @property
     def stopping(self) -> threading.Event:

@@ -132,7 +132,7 @@ class Stack:
 
         java_home = embedded.find_java_home(s.spark.java_home)
         embedded.use_java(java_home)
-        dashboard_url = self._start_ray(java_home)
+        dashboard_url = self._start_ray(java_home, pids)
         self.say(f"Ray started{f'; dashboard at {dashboard_url}' if dashboard_url else ''}")
 
         self._start_actor("ingest-simulated", "actors.ingestion", "SimulatedIngestion", s)
@@ -158,7 +158,7 @@ class Stack:
         self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(java))
         self._start_actor("prediction-scheduler", "actors.scheduler", "PredictionScheduler", s)
 
-    def _start_ray(self, java_home: Path) -> str | None:
+    def _start_ray(self, java_home: Path, pids: dict[str, int]) -> str | None:
         # Token authentication (Ray's default for new clusters): the head writes the
         # token to ~/.ray/auth_token and every client on this machine reads it there.
         # Ray reads this variable when it is imported, so it is set first.
@@ -176,6 +176,7 @@ class Stack:
         head = embedded.RayHead(self.settings.home / "logs", num_cpus=r.num_cpus,
                                 dashboard_host=r.dashboard_host, dashboard_port=r.dashboard_port)
         address = head.start()
+        pids["ray"] = head.pid or 0
         self._stops.append(("Ray head", head.stop))
         ray.init(address=address, namespace=r.namespace, runtime_env={"env_vars": env},
                  log_to_driver=False)

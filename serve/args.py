@@ -3,10 +3,12 @@ builder, the Serve config YAML and the RayService manifest's ``serveConfigV2``."
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     database_url: str = Field(description="PostgreSQL DSN the API reads gold from.")
     redis_url: str = Field(description="Redis URL: cache, heartbeats and the ticks channel.")
     allowed_origins: list[str] = Field(default_factory=list,

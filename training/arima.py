@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from statsmodels.tools.sm_exceptions import ModelWarning
 from statsmodels.tsa.arima.model import ARIMA
 
 from core.errors import ForecastError
@@ -244,8 +244,9 @@ def _fit(z: np.ndarray, spec: _Spec) -> _Fit | None:
     try:
         with warnings.catch_warnings():
             # Non-converged or odd-start fits are still valid candidates (AIC judges
-            # them); these warnings would only flood the caller's logs.
-            warnings.simplefilter("ignore", ConvergenceWarning)
+            # them); ConvergenceWarning, EstimationWarning and kin would only flood
+            # the caller's logs. Scoped to this block, never process-wide.
+            warnings.simplefilter("ignore", ModelWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"statsmodels\.")
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"statsmodels\.")
             model = ARIMA(

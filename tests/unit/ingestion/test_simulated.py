@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -323,14 +322,12 @@ def test_rejects_naive_times_and_duplicate_ids() -> None:
         SimulatedMarket([PAXG, PAXG])
 
 
-def test_a_year_for_thirty_assets_is_fast() -> None:
+def test_a_year_for_thirty_assets_has_every_bar() -> None:
+    # Speed is measured by bench/, never asserted here.
     assets = [
         make_asset(f"asset-{i:02d}", a.asset_class, a.reference_price, a.apy)
         for i, a in enumerate(ALL * 4)
     ][:30]
     market = SimulatedMarket(assets, seed=7)
-    started = time.perf_counter()
     count = sum(1 for _ in market.history(end=END, hours=YEAR))
-    elapsed = time.perf_counter() - started
     assert count == 30 * YEAR
-    assert elapsed < 5.0

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import Settings
+
+
+def test_prefixed_and_nested_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RWA_HOME", str(tmp_path))
+    monkeypatch.setenv("RWA_API__PORT", "8123")
+    monkeypatch.setenv("RWA_PREDICTIONS__HORIZONS", "[1, 14]")
+    s = Settings()
+    assert s.home == tmp_path
+    assert s.api.port == 8123
+    assert s.predictions.horizons == [1, 14]
+    assert s.lake_root == str(tmp_path / "lake")
+
+
+def test_conventional_urls_switch_to_external_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db/rwa")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    s = Settings()
+    assert s.database_url is not None and s.database_url.get_secret_value().endswith("/rwa")
+    assert "secret" not in repr(s)
+    assert s.kafka_bootstrap_servers == "kafka:9092"
+    assert s.redis_url is None
+
+
+def test_cluster_mode_requires_external_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RWA_MODE", "cluster")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/rwa")
+    with pytest.raises(ConfigError, match="REDIS_URL, KAFKA_BOOTSTRAP_SERVERS"):
+        Settings()
