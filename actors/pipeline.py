@@ -18,6 +18,10 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: Bronze files one cycle takes at most; more waiting means a backlog to work through.
+MAX_FILES_PER_CYCLE = 500
+
+
 class PipelineActor:
     NAME = "pipeline"
 
@@ -51,15 +55,20 @@ class PipelineActor:
         if time.monotonic() < self._next_cycle:
             return
         from pipeline.prices import run_price_cycle
+        from pipeline.spark import deprioritise_spark_jvms
+
+        deprioritise_spark_jvms()
 
         result = run_price_cycle(
-            self.spark, self.db, lake_root=self.settings.lake_root, asset_ids=self.asset_ids
+            self.spark, self.db, lake_root=self.settings.lake_root, asset_ids=self.asset_ids,
+            max_files=MAX_FILES_PER_CYCLE,
         )
         self.cycles += 1
         if result.files:
             self.last = asdict(result) | {"at": time.time()}
-            # More files may be waiting: go again at once instead of sleeping.
-            return
+        if result.files >= MAX_FILES_PER_CYCLE:
+            return  # a backlog: go again at once
+        # Otherwise wait: each Spark cycle costs CPU the live path needs on a small machine.
         self._next_cycle = time.monotonic() + self.settings.pipeline.interval_s
 
     def run_now(self) -> None:

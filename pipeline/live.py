@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,8 @@ class LiveFanout:
                 if message is None:
                     self.stats.skip(reason or "unknown")
                     continue
+                # Lets clients and benchmarks split latency into Kafka and push legs.
+                message["published_at"] = time.time()
                 body = json.dumps(message)
                 pipe.set(cache.latest_price_key(message["asset_id"]), body)
                 pipe.publish(cache.TICKS_CHANNEL, body)

@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +52,7 @@ def up() -> None:
     stack = Stack(settings, say=lambda m: console.print(f"[dim]{stack.elapsed():5.1f}s[/dim] {m}"))
     stopping = threading.Event()
 
-    def _on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _on_signal(signum, frame):
         stopping.set()
 
     try:

@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -234,7 +235,7 @@ class Stack:
         ws_url = self.info.api_url.replace("http", "ws", 1) + "/ws/prices"
         ids = [a.asset_id for a in load_catalog()]
         deadline = time.monotonic() + timeout_s
-        with connect(ws_url, open_timeout=30) as ws:
+        with connect(ws_url, open_timeout=30, max_queue=None) as ws:
             ws.send(json.dumps({"action": "subscribe", "assets": ids}))
             while time.monotonic() < deadline:
                 msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))

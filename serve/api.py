@@ -66,7 +66,7 @@ class Services:
             try:
                 self.pool = await asyncpg.create_pool(
                     self.args.database_url, min_size=1, max_size=8, timeout=5, command_timeout=10)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as e:
                 raise HTTPException(503, f"database unavailable: {e}") from e
             await self.refresh_symbols()
         return self.pool

@@ -39,8 +39,10 @@ MIN_SEASONS = 3
 # A time part that ends in a UTC offset or "Z", e.g. "T10:00+02:00" or " 10:00Z".
 # The time part is required so that a date such as "2024-01-01" does not look like
 # "2024-01" with a "-01" offset.
-_TZ_SUFFIX = re.compile(r"[T ]\d{1,2}(?::\d{2}){0,2}(?:\.\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.I)
-_QUARTER = re.compile(r"^(\d{4})-?Q([1-4])$", re.I)
+_TZ_SUFFIX = re.compile(
+    r"[T ]\d{1,2}(?::\d{2}){0,2}(?:\.\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
+)
+_QUARTER = re.compile(r"^(\d{4})-?Q([1-4])$", re.IGNORECASE)
 
 
 class ForecastPoint(BaseModel):
@@ -106,9 +108,7 @@ def read_series_csv(path: Path) -> pd.Series:
     missing = [c for c in ("time", "value") if c not in frame.columns]
     if missing:
         found = ", ".join(frame.columns) or "none"
-        raise ForecastError(
-            f"{path}: missing column(s) {', '.join(missing)}; found {found}"
-        )
+        raise ForecastError(f"{path}: missing column(s) {', '.join(missing)}; found {found}")
     frame = frame[["time", "value"]].apply(lambda col: col.str.strip())
     # Line numbers as an editor shows them: the header is line 1.
     frame.index = pd.RangeIndex(2, len(frame) + 2)
@@ -255,7 +255,5 @@ def _parse_values(raw: pd.Series, path: Path) -> np.ndarray:
         line = raw.index[bad.argmax()]
         value = raw[line]
         what = "missing value" if value == "" else f"value {value!r} is not a finite number"
-        raise ForecastError(
-            f"{path}: line {line}: {what}; {int(bad.sum())} bad value(s) in total"
-        )
+        raise ForecastError(f"{path}: line {line}: {what}; {int(bad.sum())} bad value(s) in total")
     return numbers.to_numpy(dtype=float)

@@ -70,8 +70,7 @@ def _prepare(times: pd.DatetimeIndex) -> pd.DatetimeIndex:
         raise ForecastError(f"times must be a DatetimeIndex, got {type(times).__name__}")
     if len(times) < MIN_POINTS:
         raise ForecastError(
-            f"need at least {MIN_POINTS} observation times to infer a frequency, "
-            f"got {len(times)}"
+            f"need at least {MIN_POINTS} observation times to infer a frequency, got {len(times)}"
         )
     if times.hasnans:
         raise ForecastError("observation times contain missing values (NaT)")
@@ -173,7 +172,12 @@ def _candidates(index: pd.DatetimeIndex, step: pd.Timedelta) -> list[str]:
         # Same canonical anchors as _canonical: QS-JAN/FEB/MAR, QE-OCT/NOV/DEC.
         start_anchor = _MONTHS[(first.month - 1) % 3]
         end_anchor = _MONTHS[9 + (first.month - 1) % 3]
-        return [f"QS-{start_anchor}", f"QE-{end_anchor}", f"BQS-{start_anchor}", f"BQE-{end_anchor}"]
+        return [
+            f"QS-{start_anchor}",
+            f"QE-{end_anchor}",
+            f"BQS-{start_anchor}",
+            f"BQE-{end_anchor}",
+        ]
     if 360 <= days <= 370:
         return [f"{prefix}-{month}" for prefix in ("YS", "YE", "BYS", "BYE")]
     return []

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _first_tick(plat: Platform, subscribe: list[str], timeout_s: float = 30) -> dict:
-    with connect(plat.ws_url, open_timeout=30) as ws:
+    with connect(plat.ws_url, open_timeout=30, max_queue=None) as ws:
         ws.send(json.dumps({"action": "subscribe", "assets": subscribe}))
         ack = json.loads(ws.recv(timeout=10))
         assert ack == {"type": "subscribed", "assets": sorted(a.lower() for a in subscribe)}
@@ -207,7 +207,7 @@ def test_bad_input_gets_a_clear_4xx(platform: Platform, path: str, params: dict,
 
 
 def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform) -> None:
-    with connect(platform.ws_url, open_timeout=30) as ws:
+    with connect(platform.ws_url, open_timeout=30, max_queue=None) as ws:
         ws.send("hello")
         err = json.loads(ws.recv(timeout=10))
         assert err["type"] == "error" and "subscribe" in err["detail"]
@@ -221,7 +221,7 @@ def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform)
 
 
 def test_websocket_refuses_foreign_origins(platform: Platform) -> None:
-    from websockets.exceptions import InvalidStatus, ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
 
     with pytest.raises((InvalidStatus, ConnectionClosed)):
         with connect(platform.ws_url, origin="https://evil.example", open_timeout=30) as ws:

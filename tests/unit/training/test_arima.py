@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -14,7 +15,9 @@ from training import arima
 from training.arima import MODEL_VERSION, ArimaForecast, fit_forecast
 
 
-def _gbm(n: int, seed: int, start: float = 100.0, drift: float = 0.0003, vol: float = 0.02) -> np.ndarray:
+def _gbm(
+    n: int, seed: int, start: float = 100.0, drift: float = 0.0003, vol: float = 0.02
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return start * np.exp(np.cumsum(rng.normal(drift, vol, n)))
 
@@ -24,7 +27,7 @@ def _assert_nested(fc: ArimaForecast, horizon: int) -> None:
     for band in bands:
         assert band.shape == (horizon,)
         assert np.isfinite(band).all()
-    for lower, upper in zip(bands, bands[1:], strict=False):
+    for lower, upper in itertools.pairwise(bands):
         assert (lower <= upper).all()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def test_daily_round_trip(tmp_path: Path) -> None:
     result = forecast_series(series, 5)
     assert result.model_version == MODEL_VERSION
     assert result.frequency == "D"
-    assert [p.time for p in result.points] == [datetime(2024, 3, 31) + timedelta(days=k) for k in range(5)]
+    assert [p.time for p in result.points] == [
+        datetime(2024, 3, 31) + timedelta(days=k) for k in range(5)
+    ]
     assert all(p.lower_95 > 0 for p in result.points)
     _assert_nested(result)
     assert ForecastResult.model_validate_json(result.model_dump_json()) == result
@@ -74,14 +77,20 @@ def test_monthly_round_trip(tmp_path: Path, freq: str, last: str, expected: list
 @pytest.mark.parametrize("style", ["iso", "quarter-label"])
 def test_quarterly_round_trip(tmp_path: Path, style: str) -> None:
     periods = pd.period_range(end="2009Q3", periods=40, freq="Q")
-    labels = [str(p) if style == "quarter-label" else p.start_time.strftime("%Y-%m-%d") for p in periods]
+    labels = [
+        str(p) if style == "quarter-label" else p.start_time.strftime("%Y-%m-%d") for p in periods
+    ]
     path = _write(tmp_path, labels, _prices(40, seed=2))
     series = read_series_csv(path)
     assert series.index[-1] == pd.Timestamp("2009-07-01")
 
     result = forecast_series(series, 3)
     assert result.frequency == "QS-JAN"
-    assert [p.time for p in result.points] == [datetime(2009, 10, 1), datetime(2010, 1, 1), datetime(2010, 4, 1)]
+    assert [p.time for p in result.points] == [
+        datetime(2009, 10, 1),
+        datetime(2010, 1, 1),
+        datetime(2010, 4, 1),
+    ]
 
 
 def test_timezone_aware_hourly_keeps_its_zone(tmp_path: Path) -> None:
@@ -126,13 +135,22 @@ def test_blank_lines_are_skipped_but_line_numbers_kept(tmp_path: Path) -> None:
         ("time,value\n", r"no data rows"),
         ("date,price\n2024-01-01,1\n", r"missing column\(s\) time, value; found date, price"),
         ("time\n2024-01-01\n", r"missing column\(s\) value"),
-        ("time,value\n2024-01-01,1\n2024-01-02,2\nnot-a-date,3\n", r"line 4: cannot parse time 'not-a-date'"),
+        (
+            "time,value\n2024-01-01,1\n2024-01-02,2\nnot-a-date,3\n",
+            r"line 4: cannot parse time 'not-a-date'",
+        ),
         ("time,value\n2024-01-01,1\n,2\n", r"line 3: missing time"),
         ("time,value\n2024-01-01,1\n2024-01-02,\n", r"line 3: missing value"),
-        ("time,value\n2024-01-01,abc\n2024-01-02,2\n", r"line 2: value 'abc' is not a finite number"),
+        (
+            "time,value\n2024-01-01,abc\n2024-01-02,2\n",
+            r"line 2: value 'abc' is not a finite number",
+        ),
         ("time,value\n2024-01-01,1\n2024-01-02,NA\n", r"line 3: value 'NA'"),
         ("time,value\n2024-01-01,inf\n", r"line 2: value 'inf'"),
-        ("time,value\n2024-01-01T00:00Z,1\n2024-01-01T01:00,2\n", r"line 3: time '2024-01-01T01:00' has no UTC offset"),
+        (
+            "time,value\n2024-01-01T00:00Z,1\n2024-01-01T01:00,2\n",
+            r"line 3: time '2024-01-01T01:00' has no UTC offset",
+        ),
     ],
 )
 def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
@@ -176,13 +194,17 @@ def test_too_short() -> None:
 def test_missing_values_are_rejected() -> None:
     series = _daily(30)
     series.iloc[4] = np.nan
-    with pytest.raises(ForecastError, match=r"1 missing or infinite value\(s\), first at 2024-01-05"):
+    with pytest.raises(
+        ForecastError, match=r"1 missing or infinite value\(s\), first at 2024-01-05"
+    ):
         forecast_series(series, 1)
 
 
 def test_duplicated_times_are_rejected() -> None:
     series = _daily(30)
-    series.index = series.index.where(series.index != pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-02"))
+    series.index = series.index.where(
+        series.index != pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-02")
+    )
     with pytest.raises(ForecastError, match=r"duplicated"):
         forecast_series(series, 1)
 
@@ -225,5 +247,5 @@ def test_realgdp_eight_quarters() -> None:
     assert (means > 0.9 * last).all() and (means < 1.2 * last).all()
     assert means[-1] > last
     widths = [p.upper_95 - p.lower_95 for p in result.points]
-    assert all(b > a for a, b in zip(widths, widths[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(widths))
     assert all(p.lower_95 > 0 for p in result.points)

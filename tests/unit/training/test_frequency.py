@@ -88,8 +88,9 @@ def test_too_few_points(n: int) -> None:
 
 
 def test_irregular_spacing_is_rejected() -> None:
-    times = pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-06",
-                              "2024-01-09 07:00", "2024-01-13"])
+    times = pd.DatetimeIndex(
+        ["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-06", "2024-01-09 07:00", "2024-01-13"]
+    )
     with pytest.raises(ForecastError, match=r"no regular spacing"):
         infer_frequency(times)
 
