@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,20 @@ from typing import Any
 from core import cache
 
 log = logging.getLogger(__name__)
+
+
+#: Niceness of batch actors (pipeline, predictions): below the live path, above Spark.
+BATCH_NICENESS = 10
+
+
+def run_as_batch(niceness: int = BATCH_NICENESS) -> None:
+    """Lower this process's CPU priority so that bursts of batch work never delay ticks.
+
+    Raising niceness needs no privilege; it is never lowered here.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if current < niceness:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
 class Heartbeat:

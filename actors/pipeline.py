@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from actors.base import Heartbeat, SupervisedLoop
+from actors.base import Heartbeat, SupervisedLoop, run_as_batch
 from core.catalog import load_catalog
 from core.db import SyncDb
 from core.settings import Settings
@@ -26,6 +26,7 @@ class PipelineActor:
     NAME = "pipeline"
 
     def __init__(self, settings: Settings, java_home: str) -> None:
+        run_as_batch()
         self.settings = settings
         self.java_home = Path(java_home)
         self.asset_ids = [a.asset_id for a in load_catalog()]

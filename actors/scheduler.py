@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from actors.base import Heartbeat, SupervisedLoop
+from actors.base import Heartbeat, SupervisedLoop, run_as_batch
 from core import cache
 from core.catalog import load_catalog
 from core.db import SyncDb
@@ -24,6 +24,7 @@ class PredictionScheduler:
     NAME = "prediction-scheduler"
 
     def __init__(self, settings: Settings) -> None:
+        run_as_batch()
         self.settings = settings
         self.asset_ids = [a.asset_id for a in load_catalog()]
         self.db = SyncDb(settings.database_url.get_secret_value())

@@ -64,9 +64,9 @@ def stop_spark() -> None:
     raydp.stop_spark()
 
 
-#: Niceness for Spark's JVMs. Ray runs Python workers at niceness 15 but its Java
-#: workers (RayDP's executors) at 0, so batch Spark would otherwise starve the live
-#: path on a small machine; 19 makes Spark yield to it.
+#: Niceness for Spark's JVMs. Ray starts its Java workers (RayDP's executors) at
+#: normal priority, so batch Spark would otherwise starve the live path on a small
+#: machine; 19 makes Spark yield to it.
 SPARK_NICENESS = 19
 
 

@@ -216,7 +216,10 @@ class RayHead:
             "--dashboard-port", str(self.dashboard_port),
             "--disable-usage-stats",
         ]
-        self._proc = ManagedProcess("ray", argv, self.log_dir / "ray-head.log")
+        # Ray starts Python workers at niceness 15 but its Java workers (Spark's executors)
+        # at 0. Workers at 0 let the batch actors lower themselves below the live path.
+        env = os.environ | {"RAY_worker_niceness": "0"}
+        self._proc = ManagedProcess("ray", argv, self.log_dir / "ray-head.log", env=env)
         self._proc.start()
         wait_for(lambda: port_open("127.0.0.1", self.port) or not self._proc.alive(),
                  timeout_s=90, what="Ray head")

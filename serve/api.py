@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
+import redis.exceptions
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -103,6 +104,8 @@ def create_api(args: AppArgs) -> FastAPI:
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(OSError)
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"a dependency is unavailable: {type(exc).__name__}"}, 503)
 
@@ -115,6 +118,15 @@ def create_api(args: AppArgs) -> FastAPI:
 
     async def pool() -> asyncpg.Pool:
         return await services.ensure_pool()
+
+    async def cached(key: str) -> Any | None:
+        """A cached JSON value, or None when absent or when Redis is down (degrade, don't fail)."""
+        try:
+            raw = await services.redis.get(key)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            log.warning("cache unavailable, reading through: %s", e)
+            return None
+        return json.loads(raw) if raw else None
 
     async def asset_or_404(ref: str) -> dict[str, Any]:
         asset = await queries.find_asset(await pool(), ref)
@@ -168,8 +180,7 @@ def create_api(args: AppArgs) -> FastAPI:
     @app.get("/assets/{asset_id}", tags=["assets"])
     async def get_asset(asset_id: str) -> dict[str, Any]:
         asset = await asset_or_404(asset_id)
-        latest = await services.redis.get(cache.latest_price_key(asset["asset_id"]))
-        return asset | {"latest": json.loads(latest) if latest else None}
+        return asset | {"latest": await cached(cache.latest_price_key(asset["asset_id"]))}
 
     @app.get("/assets/{asset_id}/prices", tags=["assets"])
     async def get_prices(
@@ -192,9 +203,9 @@ def create_api(args: AppArgs) -> FastAPI:
     ) -> dict[str, Any]:
         asset_ref = services.symbols.get(asset_id.lower()) or (await asset_or_404(asset_id))["asset_id"]
         # The seed's prediction request flow: the cache first, then the database.
-        cached = await services.redis.get(cache.prediction_key(asset_ref, horizon))
-        if cached:
-            return json.loads(cached) | {"cached": True}
+        hit = await cached(cache.prediction_key(asset_ref, horizon))
+        if hit:
+            return hit | {"cached": True}
         row = await queries.latest_prediction(await pool(), asset_ref, horizon)
         if row is None:
             raise HTTPException(
@@ -229,7 +240,11 @@ def create_api(args: AppArgs) -> FastAPI:
                                 'expected {"action": "subscribe", "assets": [...]}'})
             return
         if not services.symbols:
-            await services.ensure_pool()
+            try:
+                await services.ensure_pool()
+            except HTTPException as e:
+                await ws.send_json({"type": "error", "detail": e.detail})
+                return
         resolved = [services.symbols.get(a.lower()) for a in msg.assets]
         unknown = [a for a, r in zip(msg.assets, resolved) if r is None]
         if unknown:

@@ -248,6 +248,13 @@ def test_health_and_status_report_every_component(platform: Platform) -> None:
     assert comps["actor:ingest-simulated"]["figures"]["ticks_sent"] > 0
 
 
+def test_openapi_docs_are_served(platform: Platform) -> None:
+    assert httpx.get(f"{platform.api_url}/docs", timeout=10).status_code == 200
+    spec = httpx.get(f"{platform.api_url}/openapi.json", timeout=10).json()
+    assert {"/assets", "/assets/{asset_id}", "/assets/{asset_id}/prices",
+            "/predictions/{asset_id}", "/health"} <= set(spec["paths"])
+
+
 def test_metrics_are_exposed_for_prometheus(platform: Platform) -> None:
     httpx.get(f"{platform.api_url}/assets", timeout=10)
     text = httpx.get(f"{platform.api_url}/metrics", timeout=10).text
