@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core import cache
+from core.priority import renice_process
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,7 @@ def run_as_batch(niceness: int = BATCH_NICENESS) -> None:
 
     Raising niceness needs no privilege; it is never lowered here.
     """
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if current < niceness:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    renice_process(os.getpid(), niceness)
 
 
 class Heartbeat:

@@ -78,12 +78,14 @@ def deprioritise_spark_jvms(niceness: int = SPARK_NICENESS) -> int:
     """
     import psutil
 
+    from core.priority import renice_process
+
     changed = 0
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or ())
-            if "java" in (proc.info["name"] or "") and "raydp" in cmdline and proc.nice() < niceness:
-                proc.nice(niceness)
+            if ("java" in (proc.info["name"] or "") and "raydp" in cmdline
+                    and renice_process(proc.pid, niceness)):
                 changed += 1
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

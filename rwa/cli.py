@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -50,10 +50,12 @@ def up() -> None:
     settings = _settings()
     _logging(settings.log_level, settings.home / "logs" / "rwa-up.log")
     stack = Stack(settings, say=lambda m: console.print(f"[dim]{stack.elapsed():5.1f}s[/dim] {m}"))
-    stopping = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs on the main thread, and
+    # setting an Event that the main thread is waiting on deadlocks on its lock.
+    stop_requested: list[int] = []
 
     def _on_signal(signum, frame):
-        stopping.set()
+        stop_requested.append(signum)
 
     try:
         info = stack.start()
@@ -68,8 +70,8 @@ def up() -> None:
         console.print(f"[bold]RWA Prime is up[/bold]: API {info.api_url}  docs {info.api_url}/docs"
                       f"  Ray dashboard {info.dashboard_url or '(cluster)'}")
         console.print("Spark and the prediction scheduler are starting; press Ctrl-C to stop.")
-        while not stopping.wait(0.5):
-            pass
+        while not stop_requested:
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     except RwaError as e:

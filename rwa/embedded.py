@@ -218,7 +218,9 @@ class RayHead:
         ]
         # Ray starts Python workers at niceness 15 but its Java workers (Spark's executors)
         # at 0. Workers at 0 let the batch actors lower themselves below the live path.
-        env = os.environ | {"RAY_worker_niceness": "0"}
+        # Our actors are stopped before the head, so a long drain would only wait.
+        env = os.environ | {"RAY_worker_niceness": "0",
+                            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5"}
         self._proc = ManagedProcess("ray", argv, self.log_dir / "ray-head.log", env=env)
         self._proc.start()
         wait_for(lambda: port_open("127.0.0.1", self.port) or not self._proc.alive(),
