@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.base import Heartbeat, SupervisedLoop
-from core import broker, db
+from core import db
 from core.catalog import load_catalog
 from core.settings import Settings
+from ingestion.producer import EnvelopePublisher
 from ingestion.simulated import SimulatedMarket
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ class SimulatedIngestion:
         sim = settings.simulator
         self.assets = load_catalog()
         self.db = db.SyncDb(settings.database_url.get_secret_value())
-        self.producer = broker.producer(settings.kafka_bootstrap_servers, client_id="ingest-simulated")
+        self.producer = EnvelopePublisher(settings.kafka_bootstrap_servers,
+                                          client_id="ingest-simulated")
         self.sent = 0
         self.history_sent = 0
         self.last_event_time: str | None = None
@@ -67,7 +69,7 @@ class SimulatedIngestion:
 
     def _send_history(self, history) -> None:
         for env in history:
-            self.producer.send(broker.PRICE_RAW, key=env.asset_id.encode(), value=env.to_bytes())
+            self.producer.publish(env)
             self.history_sent += 1
         self.producer.flush()
         # The tick thread owns the simulator state, so it writes the checkpoint.
@@ -77,7 +79,7 @@ class SimulatedIngestion:
     def _tick_step(self) -> None:
         now = datetime.now(UTC)
         for env in self.market.ticks(now):
-            self.producer.send(broker.PRICE_RAW, key=env.asset_id.encode(), value=env.to_bytes())
+            self.producer.publish(env)
         self.producer.flush()
         self.sent += len(self.assets)
         self.last_event_time = now.isoformat()
@@ -101,6 +103,5 @@ class SimulatedIngestion:
 
     def stop(self) -> None:
         self.loop.stop()
-        self.producer.flush()
         self.producer.close()
         self.db.close()

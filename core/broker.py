@@ -24,6 +24,15 @@ DEAD_LETTER = "dead-letter"
 RAW_TOPICS: tuple[str, ...] = (PRICE_RAW, ONCHAIN_RAW, ECONOMIC_RAW, NEWS_RAW)
 ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTER)
 
+#: Which raw topic carries each envelope kind.
+TOPIC_FOR_KIND: dict[str, str] = {
+    "bar": PRICE_RAW,
+    "tick": PRICE_RAW,
+    "onchain": ONCHAIN_RAW,
+    "macro": ECONOMIC_RAW,
+    "news": NEWS_RAW,
+}
+
 
 def ensure_topics(bootstrap: str, *, partitions: int, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""

@@ -17,7 +17,7 @@ from core.errors import InvalidMessage
 
 SCHEMA_VERSION = 1
 
-Kind = Literal["bar", "tick"]
+Kind = Literal["bar", "tick", "onchain", "macro", "news"]
 
 
 class BarPayload(BaseModel):
@@ -44,7 +44,59 @@ class TickPayload(BaseModel):
     nav: float | None = Field(default=None, gt=0)
 
 
-PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"bar": BarPayload, "tick": TickPayload}
+class OnchainPayload(BaseModel):
+    """On-chain and RWA metadata metrics of one asset at one time; any subset may be known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    holder_count: int | None = Field(default=None, ge=0)
+    transfer_volume: float | None = Field(default=None, ge=0)
+    transfer_count: int | None = Field(default=None, ge=0)
+    dex_liquidity: float | None = Field(default=None, ge=0)
+    exchange_inflow: float | None = Field(default=None, ge=0)
+    exchange_outflow: float | None = Field(default=None, ge=0)
+    nav: float | None = Field(default=None, gt=0)
+    apy: float | None = Field(default=None, ge=-100, le=1000)
+    tvl_usd: float | None = Field(default=None, ge=0)
+    chain: str | None = None
+
+
+class MacroPayload(BaseModel):
+    """One observation of a macro series (policy rate, CPI, a bond yield, GDP…)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series: str = Field(min_length=1, max_length=80, description="e.g. 'US.FED_FUNDS'")
+    value: float
+    unit: str | None = Field(default=None, max_length=40)
+    country: str | None = Field(default=None, max_length=60)
+    frequency: str | None = Field(default=None, max_length=10)
+
+
+class NewsPayload(BaseModel):
+    """A news article or headline, with the assets and issuers it mentions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=1000)
+    body: str | None = Field(default=None, max_length=100_000)
+    url: str | None = Field(default=None, max_length=2000)
+    outlet: str | None = Field(default=None, max_length=200)
+    lang: str = Field(default="en", max_length=8)
+    assets: list[str] = Field(default_factory=list)
+    issuers: list[str] = Field(default_factory=list)
+
+
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "bar": BarPayload,
+    "tick": TickPayload,
+    "onchain": OnchainPayload,
+    "macro": MacroPayload,
+    "news": NewsPayload,
+}
+
+#: Kinds whose envelope must name an asset; macro series and some news need none.
+ASSET_REQUIRED: frozenset[str] = frozenset({"bar", "tick", "onchain"})
 
 
 class Envelope(BaseModel):
@@ -55,7 +107,7 @@ class Envelope(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     source: str = Field(min_length=1, max_length=64)
     kind: Kind
-    asset_id: str = Field(min_length=1, max_length=64)
+    asset_id: str | None = Field(default=None, min_length=1, max_length=64)
     event_time: datetime
     ingest_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     payload: dict[str, Any]
@@ -68,6 +120,8 @@ class Envelope(BaseModel):
         return value.astimezone(UTC)
 
     def model_post_init(self, __context: Any) -> None:
+        if self.asset_id is None and self.kind in ASSET_REQUIRED:
+            raise ValueError(f"asset_id is required for kind {self.kind!r}")
         try:
             PAYLOAD_MODELS[self.kind].model_validate(self.payload)
         except ValidationError as e:
@@ -105,7 +159,7 @@ def make(
     *,
     source: str,
     kind: Kind,
-    asset_id: str,
+    asset_id: str | None,
     event_time: datetime,
     payload: dict[str, Any],
 ) -> Envelope:
@@ -113,3 +167,25 @@ def make(
     return Envelope(
         source=source, kind=kind, asset_id=asset_id, event_time=event_time, payload=payload
     )
+
+
+def json_schema() -> dict[str, Any]:
+    """The envelope contract as JSON Schema: the common fields, and per kind its payload.
+
+    Committed as ``core/schemas/envelope.schema.json`` for producers outside Python; a
+    test keeps the file equal to this function's output.
+    """
+    base = Envelope.model_json_schema()
+    variants = []
+    for kind, model in PAYLOAD_MODELS.items():
+        props: dict[str, Any] = {"kind": {"const": kind}, "payload": model.model_json_schema()}
+        variant: dict[str, Any] = {"properties": props}
+        if kind in ASSET_REQUIRED:
+            variant["required"] = ["asset_id"]
+            props["asset_id"] = {"type": "string", "minLength": 1, "maxLength": 64}
+        variants.append(variant)
+    base["oneOf"] = variants
+    base["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    base["$id"] = "https://rwaprime.example/schemas/envelope.schema.json"
+    base["title"] = "RWA Prime message envelope"
+    return base
