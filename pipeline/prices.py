@@ -43,13 +43,12 @@ def pending_bronze_files(db: SyncDb, lake_root: str, *, limit: int) -> list[Path
     return [p for p in files if str(p) not in done][:limit]
 
 
-def _readable(path: Path) -> str | None:
-    """None when ``path`` is a readable Parquet file, else why not."""
+def _inspect(path: Path) -> tuple[int, str | None]:
+    """(rows, None) for a readable Parquet file, else (0, why not)."""
     try:
-        pq.read_metadata(path)
-        return None
+        return pq.read_metadata(path).num_rows, None
     except Exception as e:  # pyarrow raises several types for corrupt files
-        return f"{type(e).__name__}: {e}"
+        return 0, f"{type(e).__name__}: {e}"
 
 
 def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
@@ -59,7 +58,8 @@ def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
     if not files:
         return result
     result.files = len(files)
-    bad = {p: why for p in files if (why := _readable(p))}
+    inspected = {p: _inspect(p) for p in files}
+    bad = {p: why for p, (_, why) in inspected.items() if why}
     good = [str(p) for p in files if p not in bad]
     quarantine: list[tuple[str, str]] = [("unreadable_file", f"{p}: {why}") for p, why in bad.items()]
 
@@ -99,6 +99,6 @@ def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
     db.run(lambda c: c.executemany(
         "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
         "ON CONFLICT (stage, path) DO NOTHING",
-        [(STAGE, str(p), 0) for p in files]))
+        [(STAGE, str(p), inspected[p][0]) for p in files]))
     log.info("price cycle: %s", result)
     return result
