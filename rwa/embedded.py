@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -104,18 +105,36 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         return self._server.get_pid() if self._server else None
 
-    def stop(self) -> None:
+    def stop(self, *, timeout_s: float = 30) -> None:
         if self._server is None:
             return
         from pgserver._commands import pg_ctl
 
+        pid = self.pid
         try:
             pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user
             )
-        except Exception as e:  # already stopped is fine; anything else is logged
-            log.warning("stopping PostgreSQL: %s", e)
+        except Exception as e:  # pg_ctl needs the data dir; signal the postmaster instead
+            log.warning("pg_ctl stop failed (%s); signalling the postmaster", e)
+            if pid:
+                _signal_and_wait(pid, signal.SIGINT, timeout_s=timeout_s)  # SIGINT = fast shutdown
         self._server = None
+
+
+def _signal_and_wait(pid: int, sig: int, *, timeout_s: float) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    log.warning("process %d ignored signal %d for %.0f s", pid, sig, timeout_s)
 
 
 class EmbeddedRedis:
