@@ -108,7 +108,3 @@ class SupervisedLoop:
         self._stop.set()
         self._thread.join(timeout_s)
         self._beats.join(timeout_s)
-
-    @property
-    def stopping(self) -> threading.Event:
-        return self._stop

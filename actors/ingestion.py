@@ -98,7 +98,6 @@ class SimulatedIngestion:
             "ticks_sent": self.sent,
             "history_sent": self.history_sent,
             "last_event_time": self.last_event_time,
-            "errors": self.loop.errors if hasattr(self, "loop") else {},
         }
 
     def stop(self) -> None:

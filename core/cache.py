@@ -10,6 +10,14 @@ import redis.asyncio as aioredis
 
 #: Pub/sub channel carrying one JSON message per live tick.
 TICKS_CHANNEL = "rwa:ticks"
+#: The long-lived actors, by the name each runs under and heartbeats as.
+ACTOR_NAMES: tuple[str, ...] = (
+    "ingest-simulated",
+    "bronze-price-data-raw",
+    "live-fanout",
+    "pipeline",
+    "prediction-scheduler",
+)
 #: How long a component's heartbeat lives; a component missing it is reported down.
 HEARTBEAT_TTL_S = 30
 

@@ -111,10 +111,6 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn)
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-
-
 class SyncDb:
     """One asyncpg connection driven from synchronous code (actor threads).
 

@@ -23,7 +23,6 @@ is a full hour's worth.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 
 from core.domain import Asset
 from core.envelope import Envelope, make
+from ingestion.determinism import SIZE_KEYS, floor_hour, positive_detail, require_aware, stable_rng
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ _STATE_VERSION = 1
 _STABLE_NAV_TOLERANCE = 0.02
 
 #: Keys in ``Asset.underlying_asset_details`` read as the token's market size in USD.
-_SIZE_KEYS = ("market_cap_usd", "aum_usd", "tvl_usd", "market_cap", "aum", "tvl")
 
 #: Default impairment (downward jump) rate for private credit, per hour.
 DEFAULT_IMPAIRMENT_RATE = 1.0 / 2000.0
@@ -143,31 +142,9 @@ _PREMIUM_CLIP_SDS = 6.0
 _IMPAIRMENT_RANGE = (0.02, 0.08)
 
 
-def _asset_rng(seed: int, asset_id: str) -> np.random.Generator:
-    """A generator that depends only on ``(seed, asset_id)``, stable across processes."""
-    digest = hashlib.sha256(f"{seed}:{asset_id}".encode()).digest()
-    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
-
-
 def _market_size(asset: Asset, model: _ClassModel) -> float:
     """The token's market size in USD: from the catalog where given, else the class default."""
-    details = asset.underlying_asset_details
-    for key in _SIZE_KEYS:
-        value = details.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return model.default_size_usd
-
-
-def _floor_hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def _require_aware(t: datetime, name: str) -> datetime:
-    if t.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return t.astimezone(UTC)
+    return positive_detail(asset.underlying_asset_details, SIZE_KEYS) or model.default_size_usd
 
 
 def _check_bars(asset_id: str, *arrays: np.ndarray) -> None:
@@ -406,7 +383,7 @@ class SimulatedMarket:
         self.seed = seed
         self.impairment_rate = impairment_rate
         self._sims: list[_AssetSim] = [
-            _AssetSim(a, _asset_rng(seed, a.asset_id), impairment_rate=impairment_rate)
+            _AssetSim(a, stable_rng(seed, a.asset_id), impairment_rate=impairment_rate)
             for a in sorted(assets, key=lambda a: a.asset_id)
         ]
 
@@ -434,7 +411,7 @@ class SimulatedMarket:
         """
         if hours < 0:
             raise ValueError("hours must be >= 0")
-        last_close = _floor_hour(_require_aware(end, "end"))
+        last_close = floor_hour(require_aware(end, "end"))
         if hours == 0 or not self._sims:
             return iter(())
         start = last_close - hours * _HOUR
@@ -508,7 +485,7 @@ class SimulatedMarket:
         Raises:
             ValueError: If ``now`` is naive.
         """
-        now = _require_aware(now, "now")
+        now = require_aware(now, "now")
         out: list[Envelope] = []
         for sim in self._sims:
             last = sim.last_time

@@ -30,6 +30,7 @@ import numpy as np
 
 from core.domain import Asset
 from core.envelope import Envelope, make
+from ingestion.determinism import require_aware, stable_rng
 
 Polarity = Literal["positive", "neutral", "negative"]
 POLARITIES: tuple[Polarity, ...] = get_args(Polarity)
@@ -313,19 +314,6 @@ _TOPIC_WEIGHTS: dict[str, dict[str, float]] = {
 _DEFAULT_APY = 4.0
 
 
-def _hour_rng(seed: int, hour: int) -> np.random.Generator:
-    """A generator that depends only on ``(seed, hour)``, stable across processes."""
-    digest = hashlib.sha256(f"news:{seed}:{hour}".encode()).digest()
-    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
-
-
-def _require_aware(t: datetime, name: str) -> datetime:
-    if t.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return t.astimezone(UTC)
-
-
 def _hour_index(t: datetime) -> int:
     """Whole hours since the Unix epoch (floored), the key of that hour's items."""
     return math.floor(t.timestamp() / 3600.0)
@@ -434,7 +422,7 @@ class SimulatedNews:
         The hour's items are a pure function of ``(seed, hour)``: all of them are
         drawn whatever the window, and only then clipped to it.
         """
-        rng = _hour_rng(self.seed, hour)
+        rng = stable_rng("news", self.seed, hour)
         n = int(rng.poisson(self.rate_per_hour))
         if n == 0 or not self._assets:
             return []
@@ -491,8 +479,8 @@ class SimulatedNews:
         Raises:
             ValueError: If ``start`` or ``end`` is naive.
         """
-        start = _require_aware(start, "start")
-        end = _require_aware(end, "end")
+        start = require_aware(start, "start")
+        end = require_aware(end, "end")
         if end <= start:
             return []
         out: list[tuple[Envelope, Polarity]] = []

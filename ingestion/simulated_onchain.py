@@ -34,7 +34,6 @@ snapshot, so daily and hourly sampling describe the same process.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,6 +45,7 @@ import numpy as np
 
 from core.domain import Asset
 from core.envelope import Envelope, make
+from ingestion.determinism import SIZE_KEYS, floor_hour, positive_detail, require_aware, stable_rng
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ _STATE_VERSION = 1
 _STABLE_NAV_TOLERANCE = 0.02
 
 #: Keys in ``Asset.underlying_asset_details`` read as the token's market size in USD.
-_SIZE_KEYS = ("market_cap_usd", "aum_usd", "tvl_usd", "market_cap", "aum", "tvl")
 #: Keys in ``Asset.underlying_asset_details`` read as the current number of holders.
 _HOLDER_KEYS = ("holder_count", "holders", "holders_count")
 
@@ -204,23 +203,6 @@ _MODELS: dict[str, _ClassModel] = {
 }
 
 
-def _asset_rng(seed: int, asset_id: str) -> np.random.Generator:
-    """A generator that depends only on ``(seed, asset_id)``, stable across processes."""
-    # The "onchain" prefix keeps this stream independent of the price simulator's,
-    # which hashes the same (seed, asset_id).
-    digest = hashlib.sha256(f"onchain:{seed}:{asset_id}".encode()).digest()
-    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
-
-
-def _positive_detail(details: Mapping[str, Any], keys: Sequence[str]) -> float | None:
-    for key in keys:
-        value = details.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return None
-
-
 def is_transfer_restricted(asset: Asset) -> bool:
     """Whether on-chain transfers of ``asset`` are limited to allowlisted wallets.
 
@@ -233,16 +215,6 @@ def is_transfer_restricted(asset: Asset) -> bool:
     if isinstance(restricted, bool):
         return restricted
     return bool(details.get("kyc_required", False))
-
-
-def _floor_hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def _require_aware(t: datetime, name: str) -> datetime:
-    if t.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return t.astimezone(UTC)
 
 
 class _AssetSim:
@@ -293,8 +265,8 @@ class _AssetSim:
         lo, hi = model.holders_range
         drawn = math.exp(math.log(lo) + u_holders * (math.log(hi) - math.log(lo)))
         details = asset.underlying_asset_details
-        self.holders = _positive_detail(details, _HOLDER_KEYS) or drawn
-        size = _positive_detail(details, _SIZE_KEYS) or model.default_size_usd
+        self.holders = positive_detail(details, _HOLDER_KEYS) or drawn
+        size = positive_detail(details, SIZE_KEYS) or model.default_size_usd
         self.avg_holding = size / self.holders
         self.dex_dev = _DEX_LOG_SD * z_dex
         self.apy_dev = 0.0
@@ -445,7 +417,7 @@ class SimulatedOnchain:
             raise ValueError("asset ids must be unique")
         self.seed = seed
         self._sims: list[_AssetSim] = [
-            _AssetSim(a, _asset_rng(seed, a.asset_id))
+            _AssetSim(a, stable_rng("onchain", seed, a.asset_id))
             for a in sorted(assets, key=lambda a: a.asset_id)
         ]
 
@@ -487,7 +459,7 @@ class SimulatedOnchain:
         Raises:
             ValueError: If ``now`` is naive.
         """
-        return self._snapshot_all(_require_aware(now, "now"))
+        return self._snapshot_all(require_aware(now, "now"))
 
     def history(self, *, end: datetime, hours: int, every_hours: int = 24) -> Iterator[Envelope]:
         """Snapshots every ``every_hours`` over the ``hours`` ending at ``end`` (floored).
@@ -513,7 +485,7 @@ class SimulatedOnchain:
             raise ValueError("hours must be >= 0")
         if every_hours <= 0:
             raise ValueError("every_hours must be > 0")
-        last = _floor_hour(_require_aware(end, "end"))
+        last = floor_hour(require_aware(end, "end"))
         count = -(-hours // every_hours)
         out: list[Envelope] = []
         for k in range(count - 1, -1, -1):

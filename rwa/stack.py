@@ -90,6 +90,7 @@ class Stack:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.actors: dict[str, Any] = {}
         self.info: StackInfo | None = None
+        self.java_home: Path | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -131,7 +132,7 @@ class Stack:
         created = broker.ensure_topics(kafka_bootstrap, partitions=s.kafka.partitions)
         self.say(f"database migrated, catalog loaded; topics created: {', '.join(created) or 'none new'}")
 
-        java_home = embedded.find_java_home(s.spark.java_home)
+        java_home = self.java_home = embedded.find_java_home(s.spark.java_home)
         embedded.use_java(java_home)
         dashboard_url = self._start_ray(java_home, pids)
         self.say(f"Ray started{f'; dashboard at {dashboard_url}' if dashboard_url else ''}")
@@ -152,11 +153,11 @@ class Stack:
         self.info.write(s.run_dir)
         return self.info
 
-    def start_batch_side(self, java_home: Path | None = None) -> None:
+    def start_batch_side(self) -> None:
         """Spark pipeline and prediction scheduler: started after the live path is up."""
         s = self.settings
-        java = java_home or Path(os.environ["JAVA_HOME"])
-        self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(java))
+        assert self.java_home is not None, "start() resolves Java first"
+        self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(self.java_home))
         self._start_actor("prediction-scheduler", "actors.scheduler", "PredictionScheduler", s)
 
     def _start_ray(self, java_home: Path, pids: dict[str, int]) -> str | None:

@@ -13,8 +13,6 @@ from core import broker, cache
 from core.settings import Settings
 from rwa.stack import StackInfo, resolved_settings
 
-ACTORS = ("ingest-simulated", "bronze-price-data-raw", "live-fanout", "pipeline",
-          "prediction-scheduler")
 TABLES = ("assets", "price_data", "predictions", "quarantine", "lake_manifest")
 
 
@@ -60,7 +58,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             latest = sum(1 for _ in r.scan_iter(cache.latest_price_key("*"), count=1000))
             components["redis"] = {"status": "up", "where": where,
                                    "figures": {"assets_with_live_price": latest}}
-            for name, raw in zip(ACTORS, r.mget([cache.heartbeat_key(a) for a in ACTORS])):
+            for name, raw in zip(cache.ACTOR_NAMES, r.mget([cache.heartbeat_key(a) for a in cache.ACTOR_NAMES])):
                 beats[name] = json.loads(raw) if raw else None
         except Exception as e:
             components["redis"] = _down(e, where)
@@ -76,7 +74,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             components["kafka"] = _down(e, s.kafka_bootstrap_servers)
 
     components.update(_ray(info))
-    for name in ACTORS:
+    for name in cache.ACTOR_NAMES:
         beat = beats.get(name)
         actor = components.get(f"actor:{name}")
         if actor is not None and beat:
@@ -109,6 +107,6 @@ def _ray(info: StackInfo | None) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {
         "ray": {"status": "up", "where": info.ray_address,
                 "figures": {"alive_actors": len(actors), "dashboard": info.dashboard_url}}}
-    for name in ACTORS:
+    for name in cache.ACTOR_NAMES:
         result[f"actor:{name}"] = {"status": "up" if name in alive else "down", "where": "ray"}
     return result

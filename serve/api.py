@@ -31,8 +31,6 @@ from serve.live import Subscriber, TickHub
 log = logging.getLogger(__name__)
 
 CORE_DEPENDENCIES = ("postgres", "redis")
-COMPONENTS = ("ingest-simulated", "bronze-price-data-raw", "live-fanout", "pipeline",
-              "prediction-scheduler")
 
 REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
 
@@ -146,8 +144,8 @@ def create_api(args: AppArgs) -> FastAPI:
         try:
             await asyncio.wait_for(services.redis.ping(), 3)
             status["redis"] = {"status": "up"}
-            beats = await services.redis.mget([cache.heartbeat_key(c) for c in COMPONENTS])
-            for name, beat in zip(COMPONENTS, beats):
+            beats = await services.redis.mget([cache.heartbeat_key(c) for c in cache.ACTOR_NAMES])
+            for name, beat in zip(cache.ACTOR_NAMES, beats):
                 status[name] = {"status": "up", **json.loads(beat)} if beat else {"status": "down"}
         except Exception as e:
             status["redis"] = {"status": "down", "error": type(e).__name__}

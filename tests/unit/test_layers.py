@@ -8,15 +8,19 @@ LAYER = {"core": 0, "ingestion": 1, "pipeline": 1, "training": 1, "actors": 2, "
 CAPABILITIES = {"ingestion", "pipeline", "training"}
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+def _imported_packages(path: Path) -> set[str]:
+    """Top-level names of every absolute import in ``path``."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
-    return found & LAYER.keys()
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    return _imported_packages(path) & LAYER.keys()
 
 
 def test_imports_point_inward_and_capabilities_stay_apart() -> None:
@@ -32,16 +36,6 @@ def test_imports_point_inward_and_capabilities_stay_apart() -> None:
 
 def test_only_one_module_imports_raydp() -> None:
     importers = [p.relative_to(ROOT).as_posix() for pkg in LAYER for p in (ROOT / pkg).rglob("*.py")
-                 if "raydp" in _imports_all(p)]
+                 if "raydp" in _imported_packages(p)]
     assert importers == ["pipeline/spark.py"]
 
-
-def _imports_all(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
