@@ -6,6 +6,12 @@ exception handlers, CLI commands) and chain with ``raise ... from e``.
     ├── ServiceError           an embedded or external service failed to start or answer
     │   └── ServiceUnavailable a dependency is down right now (the API answers 503)
     ├── InvalidMessage         a raw message that breaks the envelope contract
+    ├── ProviderError          a data provider's API failed; ``kind`` names how
+    │   ├── ProviderAuthError      401/403: missing, wrong or expired key (not retried)
+    │   ├── ProviderRateLimited    429 still after retries; ``retry_after_s``
+    │   ├── ProviderUnavailable    5xx, timeout, connection refused, still after retries
+    │   ├── ProviderBadResponse    HTML, partial JSON, a changed schema; ``raw`` kept
+    │   └── BudgetExhausted        our own per-provider request budget is spent
     ├── NotFound               an asset, prediction or object that does not exist
     └── ForecastError          a series that cannot be forecast (too short, irregular)
 """
@@ -43,3 +49,57 @@ class NotFound(RwaError):
 
 class ForecastError(RwaError):
     """A series that cannot be forecast as given."""
+
+
+class ProviderError(RwaError):
+    """A data provider's API failed; ``kind`` is the label errors are counted by."""
+
+    kind = "provider"
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class ProviderAuthError(ProviderError):
+    """The key is missing, wrong or expired; retrying cannot help."""
+
+    kind = "auth"
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider still answers 429 after our retries."""
+
+    kind = "rate_limited"
+
+    def __init__(self, provider: str, message: str, *, retry_after_s: float | None) -> None:
+        super().__init__(provider, message)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, timeouts or refused connections, still after our retries."""
+
+    kind = "unavailable"
+
+
+class ProviderBadResponse(ProviderError):
+    """An answer we cannot use (HTML, partial JSON, a changed schema); ``raw`` keeps it
+    (truncated) for the dead-letter topic."""
+
+    kind = "bad_response"
+
+    def __init__(self, provider: str, message: str, *, raw: str | None = None) -> None:
+        super().__init__(provider, message)
+        self.reason = message
+        self.raw = raw
+
+
+class BudgetExhausted(ProviderError):
+    """Our own request budget for this provider is spent until ``reset_in_s``."""
+
+    kind = "budget"
+
+    def __init__(self, provider: str, message: str, *, reset_in_s: float) -> None:
+        super().__init__(provider, message)
+        self.reset_in_s = reset_in_s
