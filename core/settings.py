@@ -62,6 +62,116 @@ class SimulatorSettings(BaseModel):
     history_hours: int = Field(default=24 * 365, ge=0)
 
 
+class ProviderSettings(BaseModel):
+    """What every keyed provider shares. A provider runs only when ``enabled``; an
+    enabled provider without ``api_key`` is a start-up error naming the variable."""
+
+    enabled: bool = False
+    api_key: SecretStr | None = None
+    base_url: str
+    interval_s: float = Field(default=60.0, gt=0, description="Seconds between polls.")
+    requests_per_day: int | None = Field(
+        default=None, ge=1, description="Our own budget; None: only the provider's 429s.")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, description="Tries per request, with backoff.")
+    symbols: dict[str, str] = Field(
+        default_factory=dict,
+        description="asset_id → the provider's identifier; empty: the connector's defaults.")
+    lookback_days: int = Field(default=7, ge=0, description="History fetched on first start.")
+
+
+class CoinApiSettings(ProviderSettings):
+    base_url: str = "https://rest.coinapi.io"
+    ws_url: str = "wss://ws.coinapi.io/v1/"
+    stream: bool = Field(default=True, description="Also subscribe to the trade stream.")
+    interval_s: float = 300.0
+    requests_per_day: int | None = 1000
+
+
+class AmberdataSettings(ProviderSettings):
+    base_url: str = "https://api.amberdata.com"
+    interval_s: float = 900.0
+    requests_per_day: int | None = 2000
+
+
+class BitquerySettings(ProviderSettings):
+    base_url: str = "https://streaming.bitquery.io/graphql"
+    interval_s: float = 900.0
+    requests_per_day: int | None = 1000
+
+
+class RwaIoSettings(ProviderSettings):
+    base_url: str = "https://api.rwa.io"
+    interval_s: float = 3600.0
+    requests_per_day: int | None = 500
+
+
+class TradingEconomicsSettings(ProviderSettings):
+    base_url: str = "https://api.tradingeconomics.com"
+    interval_s: float = 3600.0
+    requests_per_day: int | None = 500
+    countries: list[str] = Field(default_factory=lambda: ["united states"])
+
+
+class NewsApiAiSettings(ProviderSettings):
+    base_url: str = "https://eventregistry.org"
+    interval_s: float = 600.0
+    requests_per_day: int | None = 1000
+
+
+class KeylessSourceSettings(BaseModel):
+    enabled: bool = True
+    interval_s: float = Field(default=60.0, gt=0)
+
+
+class ReplaySourceSettings(BaseModel):
+    """A user's history file streamed into its topic; off unless ``path`` is set."""
+
+    path: Path | None = None
+    kind: Literal["bar", "tick", "onchain", "macro", "news"] = "bar"
+    speed: float | None = Field(default=None, gt=0, description="None: as fast as possible.")
+    asset_id: str | None = None
+
+
+class SourcesSettings(BaseModel):
+    """Which sources ``rwa up`` runs. The keyless ones are on by default; each keyed
+    provider is switched on with ``RWA_SOURCES__<NAME>__ENABLED=true`` and its key."""
+
+    onchain_sim: KeylessSourceSettings = Field(
+        default_factory=lambda: KeylessSourceSettings(interval_s=60.0))
+    news_sim: KeylessSourceSettings = Field(
+        default_factory=lambda: KeylessSourceSettings(interval_s=30.0))
+    macro_replay: KeylessSourceSettings = Field(
+        default_factory=lambda: KeylessSourceSettings(interval_s=3600.0))
+    replay: ReplaySourceSettings = Field(default_factory=ReplaySourceSettings)
+    coinapi: CoinApiSettings = Field(default_factory=CoinApiSettings)
+    amberdata: AmberdataSettings = Field(default_factory=AmberdataSettings)
+    bitquery: BitquerySettings = Field(default_factory=BitquerySettings)
+    rwaio: RwaIoSettings = Field(default_factory=RwaIoSettings)
+    tradingeconomics: TradingEconomicsSettings = Field(default_factory=TradingEconomicsSettings)
+    newsapiai: NewsApiAiSettings = Field(default_factory=NewsApiAiSettings)
+
+    @property
+    def providers(self) -> dict[str, ProviderSettings]:
+        return {name: getattr(self, name) for name in PROVIDERS}
+
+    @model_validator(mode="after")
+    def _enabled_needs_key(self) -> SourcesSettings:
+        for name, provider in self.providers.items():
+            if provider.enabled and (provider.api_key is None
+                                     or not provider.api_key.get_secret_value().strip()):
+                raise ConfigError(
+                    f"source {name} is enabled but has no key: set "
+                    f"RWA_SOURCES__{name.upper()}__API_KEY (or disable it with "
+                    f"RWA_SOURCES__{name.upper()}__ENABLED=false)")
+        return self
+
+
+#: The keyed providers, by their settings name.
+PROVIDERS: tuple[str, ...] = (
+    "coinapi", "amberdata", "bitquery", "rwaio", "tradingeconomics", "newsapiai")
+
+
 class PipelineSettings(BaseModel):
     interval_s: float = Field(default=15.0, gt=0)
     bronze_flush_records: int = Field(default=50_000, ge=1)
@@ -103,6 +213,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
 
     @model_validator(mode="after")
