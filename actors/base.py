@@ -49,8 +49,15 @@ class Heartbeat:
             log.warning("heartbeat of %s failed: %s", self.component, e)
 
 
+class Wait(float):
+    """Seconds a step asks its loop to wait before the next call."""
+
+
 class SupervisedLoop:
     """Calls ``step`` until stopped; an exception is counted, logged and backed off.
+
+    ``step`` may return a :class:`Wait` (a source that is caught up, a provider's
+    Retry-After); otherwise the loop waits ``idle_s``.
 
     The heartbeat has its own thread so that a long step (Spark starting, a training
     run) still shows the actor alive, with ``step_running_s`` telling how long it has
@@ -79,8 +86,11 @@ class SupervisedLoop:
         backoff = 0.5
         while not self._stop.is_set():
             self._step_started = time.monotonic()
+            wait: float | None = None
             try:
-                self._step()
+                result = self._step()
+                if isinstance(result, Wait):
+                    wait = float(result)
                 backoff = 0.5
             except Exception as e:
                 kind = type(e).__name__
@@ -90,8 +100,9 @@ class SupervisedLoop:
                 backoff = min(backoff * 2, 30.0)
             finally:
                 self._step_started = None
-            if self._idle_s:
-                self._stop.wait(self._idle_s)
+            wait = self._idle_s if wait is None else wait
+            if wait > 0:
+                self._stop.wait(wait)
 
     def _beat(self) -> None:
         while not self._stop.is_set():

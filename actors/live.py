@@ -13,31 +13,45 @@ from pipeline.live import LiveFanout
 
 
 class BronzeSinkActor:
-    """Hosts a ``BronzeSink`` for one raw topic."""
+    """Hosts one ``BronzeSink`` per raw topic given, each in its own supervised loop.
 
-    def __init__(self, settings: Settings, topic: str = broker.PRICE_RAW) -> None:
-        self.name = f"bronze-{topic}"
-        self.sink = BronzeSink(
+    The price topic gets an actor of its own (it carries the volume); the quieter raw
+    topics share one, which saves a process per topic on a 2-core machine.
+    """
+
+    def __init__(self, settings: Settings, topics: str | list[str] = broker.PRICE_RAW,
+                 name: str | None = None) -> None:
+        topics = [topics] if isinstance(topics, str) else list(topics)
+        self.name = name or f"bronze-{topics[0]}"
+        redis_url = settings.redis_url.get_secret_value()
+        self.sinks = {t: BronzeSink(
             bootstrap=settings.kafka_bootstrap_servers,
-            topic=topic,
+            topic=t,
             lake_root=settings.lake_root,
             flush_records=settings.pipeline.bronze_flush_records,
             flush_s=settings.pipeline.bronze_flush_s,
-        )
-        self.loop = SupervisedLoop(
-            self.name, self.sink.poll_once,
-            heartbeat=Heartbeat(settings.redis_url.get_secret_value(), self.name),
-            figures=self.stats,
-        )
+        ) for t in topics}
+        # One heartbeat for the actor: the first loop beats with every sink's figures.
+        self.loops = [SupervisedLoop(
+            self.name if i == 0 else f"{self.name}:{t}", sink.poll_once,
+            heartbeat=Heartbeat(redis_url, self.name if i == 0 else f"{self.name}:{t}"),
+            figures=self.stats if i == 0 else (lambda: {}),
+        ) for i, (t, sink) in enumerate(self.sinks.items())]
 
     def stats(self) -> dict[str, Any]:
-        s = self.sink.stats
-        return {"messages": s.messages, "files": s.files, "dead_lettered": s.dead_lettered,
-                "last_flush": s.last_flush}
+        def one(s: Any) -> dict[str, Any]:
+            return {"messages": s.messages, "files": s.files, "dead_lettered": s.dead_lettered,
+                    "last_flush": s.last_flush}
+
+        if len(self.sinks) == 1:
+            return one(next(iter(self.sinks.values())).stats)
+        return {"topics": {t: one(sink.stats) for t, sink in self.sinks.items()}}
 
     def stop(self) -> None:
-        self.loop.stop()
-        self.sink.close()
+        for loop in self.loops:
+            loop.stop()
+        for sink in self.sinks.values():
+            sink.close()
 
 
 class LiveFanoutActor:

@@ -18,6 +18,8 @@ ACTOR_NAMES: tuple[str, ...] = (
     "pipeline",
     "prediction-scheduler",
 )
+#: Redis set of every actor name the running stack started (fixed ones and sources).
+ACTORS_SET = "rwa:actors"
 #: How long a component's heartbeat lives; a component missing it is reported down.
 HEARTBEAT_TTL_S = 30
 
@@ -28,6 +30,10 @@ def latest_price_key(asset_id: str) -> str:
 
 def prediction_key(asset_id: str, horizon: int) -> str:
     return f"rwa:prediction:{asset_id}:{horizon}"
+
+
+def restarts_key(component: str) -> str:
+    return f"rwa:restarts:{component}"
 
 
 def heartbeat_key(component: str) -> str:

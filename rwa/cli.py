@@ -102,6 +102,39 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         raise typer.Exit(1)
 
 
+ingest_app = typer.Typer(help="Ingestion sources: what runs and how it is doing.",
+                         no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+
+@ingest_app.command("status")
+def ingest_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                  ) -> None:
+    """Per ingestion actor: state, restarts, last event time, lag, messages/s, errors."""
+    from rwa.status import ingest_report
+
+    try:
+        rows = ingest_report(_settings())
+    except Exception as e:
+        console.print(f"[red]cannot read ingestion status:[/red] {e}")
+        raise typer.Exit(1) from e
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        table = Table("actor", "ray", "state", "restarts", "last event", "lag s", "msg/s",
+                      "sent", "dead-lettered", "errors")
+        for row in rows:
+            colour = "green" if row["ray_state"] == "ALIVE" else "red"
+            table.add_row(row["actor"], f"[{colour}]{row['ray_state']}[/{colour}]",
+                          str(row["state"]), str(row["restarts"]),
+                          str(row["last_event_time"] or "—"), str(row["lag_s"]),
+                          str(row["messages_per_s"]), str(row["sent"]),
+                          str(row["dead_lettered"]), json.dumps(row["errors_by_kind"]))
+        console.print(table)
+    if not rows or any(row["ray_state"] != "ALIVE" for row in rows):
+        raise typer.Exit(1)
+
+
 @app.command()
 def forecast(
     input: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False,

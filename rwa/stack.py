@@ -3,8 +3,8 @@ wires the concrete endpoints into one ``Settings``, and stops everything in reve
 order on Ctrl-C/SIGTERM so that nothing is left running.
 
 Ray CPU budget (logical CPUs; Ray starts with ``RWA_RAY__NUM_CPUS``, default 8, on
-purpose more than the physical cores): ingestion, bronze sink, fan-out, pipeline and
-scheduler actors 0.25 each; the API ingress 0.25 per replica; Spark's executor 0.5
+purpose more than the physical cores): every long-lived actor (one per ingestion
+source, two bronze sinks, fan-out, pipeline, scheduler) 0.25; the API ingress 0.25 per replica; Spark's executor 0.5
 and its master 0. That leaves room for Ray Train/Tune jobs submitted beside it.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from core import broker, db
+from core import broker, cache, db
 from core.catalog import load_catalog
 from core.settings import Settings
 from rwa import embedded
@@ -30,6 +30,8 @@ from rwa import embedded
 log = logging.getLogger(__name__)
 
 ACTOR_CPUS = 0.25
+#: The bronze sink of the raw topics other than prices (on-chain, economic, news).
+BRONZE_OTHER = "bronze-other-raw"
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Stack:
         dashboard_url = self._start_ray(java_home, pids)
         self.say(f"Ray started{f'; dashboard at {dashboard_url}' if dashboard_url else ''}")
 
+        self._reset_actor_registry()
         self._start_actor("ingest-simulated", "actors.ingestion", "SimulatedIngestion", s)
         self._start_actor("bronze-price-data-raw", "actors.live", "BronzeSinkActor", s)
         self._start_actor("live-fanout", "actors.live", "LiveFanoutActor", s)
@@ -154,9 +157,19 @@ class Stack:
         return self.info
 
     def start_batch_side(self) -> None:
-        """Spark pipeline and prediction scheduler: started after the live path is up."""
+        """The other sources and their bronze sink, the Spark pipeline and the prediction
+        scheduler: started after the live path is up, so first ticks come first."""
+        from actors.sources import actor_name, enabled_sources
+
         s = self.settings
         assert self.java_home is not None, "start() resolves Java first"
+        other_raw = [t for t in broker.RAW_TOPICS if t != broker.PRICE_RAW]
+        self._start_actor(BRONZE_OTHER, "actors.live", "BronzeSinkActor", s, other_raw,
+                          BRONZE_OTHER)
+        sources = enabled_sources(s)
+        for source in sources:
+            self._start_actor(actor_name(source), "actors.sources", "SourceActor", s, source)
+        self.say(f"ingestion sources: {', '.join(sources) or 'none'}")
         self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(self.java_home))
         self._start_actor("prediction-scheduler", "actors.scheduler", "PredictionScheduler", s)
 
@@ -185,6 +198,18 @@ class Stack:
         self._stops.append(("Ray driver", ray.shutdown))
         return f"http://{r.dashboard_host}:{r.dashboard_port}"
 
+    def _reset_actor_registry(self) -> None:
+        """Forget the actors and restart counts of a previous run of the stack."""
+        r = cache.sync_client(self.settings.redis_url.get_secret_value())
+        stale = [cache.ACTORS_SET, *r.scan_iter(cache.restarts_key("*"))]
+        r.delete(*stale)
+        r.close()
+
+    def _register_actor(self, name: str) -> None:
+        r = cache.sync_client(self.settings.redis_url.get_secret_value())
+        r.sadd(cache.ACTORS_SET, name)
+        r.close()
+
     def _start_actor(self, name: str, module: str, cls_name: str, *args: Any) -> Any:
         import importlib
 
@@ -196,6 +221,7 @@ class Stack:
             max_concurrency=4, lifetime="detached" if self.settings.mode == "cluster" else None,
         ).remote(*args)
         self.actors[name] = handle
+        self._register_actor(name)
         self._stops.append((f"actor {name}", lambda: self._stop_actor(name, handle)))
         return handle
 

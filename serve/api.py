@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from core import cache
 from core.domain import ASSET_CLASSES
-from serve import queries
+from serve import actor_metrics, queries
 from serve.args import AppArgs
 from serve.live import Subscriber, TickHub
 
@@ -144,8 +144,10 @@ def create_api(args: AppArgs) -> FastAPI:
         try:
             await asyncio.wait_for(services.redis.ping(), 3)
             status["redis"] = {"status": "up"}
-            beats = await services.redis.mget([cache.heartbeat_key(c) for c in cache.ACTOR_NAMES])
-            for name, beat in zip(cache.ACTOR_NAMES, beats):
+            names = sorted(await services.redis.smembers(cache.ACTORS_SET)) or list(
+                cache.ACTOR_NAMES)
+            beats = await services.redis.mget([cache.heartbeat_key(c) for c in names])
+            for name, beat in zip(names, beats):
                 status[name] = {"status": "up", **json.loads(beat)} if beat else {"status": "down"}
         except Exception as e:
             status["redis"] = {"status": "down", "error": type(e).__name__}
@@ -156,7 +158,16 @@ def create_api(args: AppArgs) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest()
+        try:
+            names = sorted(await services.redis.smembers(cache.ACTORS_SET))
+            raw = await services.redis.mget([cache.heartbeat_key(n) for n in names]) if names \
+                else []
+            body += actor_metrics.render(
+                {n: json.loads(b) if b else None for n, b in zip(names, raw)})
+        except Exception as e:  # API metrics still answer while Redis is down
+            log.warning("actor metrics unavailable: %s", e)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/assets", response_model=Page, tags=["assets"])
     async def list_assets(

@@ -100,6 +100,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "RWA_SIMULATOR__HISTORY_HOURS": str(24 * 30),
         "RWA_PIPELINE__INTERVAL_S": "3",
         "RWA_PIPELINE__BRONZE_FLUSH_S": "1",
+        # A one-second grid makes gaps and duplicates after an actor kill visible fast.
+        "RWA_SOURCES__ONCHAIN_SIM__INTERVAL_S": "1",
         "RAY_AUTH_MODE": "token",
     }
     for name in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"):

@@ -32,3 +32,23 @@ def test_cluster_mode_requires_external_services(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/rwa")
     with pytest.raises(ConfigError, match="REDIS_URL, KAFKA_BOOTSTRAP_SERVERS"):
         Settings()
+
+
+def test_keyless_sources_on_and_providers_off_by_default() -> None:
+    from actors.sources import enabled_sources
+
+    s = Settings()
+    assert enabled_sources(s) == ["simulated-onchain", "simulated-news", "us-macro"]
+    assert not any(p.enabled for p in s.sources.providers.values())
+
+
+def test_enabled_provider_without_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RWA_SOURCES__BITQUERY__ENABLED", "true")
+    with pytest.raises(ConfigError, match="RWA_SOURCES__BITQUERY__API_KEY"):
+        Settings()
+    monkeypatch.setenv("RWA_SOURCES__BITQUERY__API_KEY", "bq-secret-token")
+    s = Settings()
+    assert "bq-secret-token" not in repr(s)
+    from actors.sources import enabled_sources
+
+    assert "bitquery" in enabled_sources(s)
