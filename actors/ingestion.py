@@ -40,7 +40,7 @@ class SimulatedIngestion:
         self.sent = 0
         self.history_sent = 0
         self.last_event_time: str | None = None
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self._started = time.monotonic()
         self._history_done = threading.Event()
         self._checkpointed_history = False
 
@@ -94,10 +94,20 @@ class SimulatedIngestion:
         self._last_checkpoint = time.monotonic()
 
     def stats(self) -> dict[str, Any]:
+        # The same figures as every source actor (actors/sources.py), for rwa ingest status.
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        lag = (datetime.now(UTC) - datetime.fromisoformat(self.last_event_time)).total_seconds() \
+            if self.last_event_time else None
         return {
+            "source": SimulatedMarket.SOURCE,
+            "state": "caught_up" if self._history_done.is_set() else "catching_up",
+            "sent": self.sent + self.history_sent,
             "ticks_sent": self.sent,
             "history_sent": self.history_sent,
+            "messages_per_s": round((self.sent + self.history_sent) / elapsed, 2),
+            "dead_lettered": self.producer.rejected,
             "last_event_time": self.last_event_time,
+            "lag_s": round(lag, 1) if lag is not None else None,
         }
 
     def stop(self) -> None:

@@ -112,7 +112,8 @@ class FakeProvider:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     def fail_next(self, status: int, body: bytes | str | Any = b"", *, times: int = 1,
                   headers: dict[str, str] | None = None, delay_s: float = 0.0) -> None:

@@ -62,12 +62,13 @@ def test_ingest_status_and_metrics_show_each_source(platform: Platform) -> None:
         out = _rwa(platform, "ingest", "status", "--json")
         rows = json.loads(out.stdout) if out.returncode == 0 else []
         sending = [r for r in rows if r["ray_state"] == "ALIVE" and (r["sent"] or 0) > 0]
-        return rows if len(sending) == 3 else None
+        return rows if len(sending) == 4 else None
 
-    rows = wait_until(all_reporting, timeout_s=180, what="three keyless sources sending",
+    rows = wait_until(all_reporting, timeout_s=180, what="four keyless sources sending",
                       interval_s=3)
     by_actor = {r["actor"]: r for r in rows}
-    assert set(by_actor) == {ONCHAIN_ACTOR, "ingest-simulated-news", "ingest-us-macro"}
+    assert set(by_actor) == {"ingest-simulated", ONCHAIN_ACTOR, "ingest-simulated-news",
+                             "ingest-us-macro"}
     onchain = by_actor[ONCHAIN_ACTOR]
     assert onchain["state"] in ("caught_up", "catching_up")
     assert onchain["lag_s"] is not None and onchain["lag_s"] < 120
