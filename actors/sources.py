@@ -140,21 +140,24 @@ def published_watermarks(bootstrap: str, offsets: dict[str, dict[str, int]], *,
         starts = {TopicPartition(t, int(p)): off for t, parts in offsets.items()
                   for p, off in parts.items()}
         ends = consumer.end_offsets(list(starts))
-        todo = {tp: end for tp, end in ends.items() if end > starts[tp]}
-        if not todo:
-            return marks
-        consumer.assign(list(todo))
-        for tp in todo:
-            consumer.seek(tp, starts[tp])
+        consumer.assign(list(starts))
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+        # Tansu reports the end of a partition as the first offset of its last batch, so
+        # after reaching the reported ends one more poll picks up that batch's tail.
+        todo = {tp for tp in starts if ends.get(tp, 0) > starts[tp]}
         deadline = time.monotonic() + 60
-        while todo and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
+        tail_polls = 1
+        while time.monotonic() < deadline and (todo or tail_polls):
+            if not todo:
+                tail_polls -= 1
+            for records in consumer.poll(timeout_ms=300).values():
                 for rec in records:
                     _note(marks, rec.key, rec.value, source)
-                if consumer.position(tp) >= todo.get(tp, 0):
-                    todo.pop(tp, None)
+            todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
         if todo:
-            log.warning("%s: resume scan timed out with %d partitions unread", source, len(todo))
+            log.warning("%s: resume scan stopped at its deadline, %d partitions unread",
+                        source, len(todo))
     finally:
         consumer.close()
     return marks

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import broker  # noqa: E402
-from core.catalog import load_catalog  # noqa: E402
-from rwa.embedded import EmbeddedKafka, free_port  # noqa: E402
+from core import broker
+from core.catalog import load_catalog
+from rwa.embedded import EmbeddedKafka, free_port
 
 
 def produce(bootstrap: str, messages: int, out: mp.Queue) -> None:

@@ -3,16 +3,24 @@
 Tansu (the embedded broker) does not create topics on first use, so every topic is
 created explicitly at start; its consumer-group join waits on the rebalance timeout,
 so consumers here assign partitions themselves and commit offsets to the group.
+
+The hot paths (producing envelopes, the bronze sink's consumer) use confluent-kafka
+(librdkafka): kafka-python's per-message ``send`` cost more CPU than everything else
+on the ingest path together. Topic administration and status queries stay on
+kafka-python.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+import confluent_kafka
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+from core.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,84 @@ TOPIC_FOR_KIND: dict[str, str] = {
     "macro": ECONOMIC_RAW,
     "news": NEWS_RAW,
 }
+
+#: librdkafka producer settings. Tansu's idempotent producer is unfinished, so
+#: idempotence is off explicitly; librdkafka then keeps each partition's order across
+#: retries as long as one request is in flight per connection (retried messages go back
+#: to the head of their partition queue). ``murmur2_random`` is the Java client's (and
+#: kafka-python's) key hash, so a key lands on the same partition whichever client sent it.
+PRODUCER_CONFIG: dict[str, object] = {
+    "acks": "all",
+    "enable.idempotence": False,
+    "max.in.flight.requests.per.connection": 1,
+    "partitioner": "murmur2_random",
+    "linger.ms": 5,
+    "batch.size": 1024 * 1024,
+    "message.timeout.ms": 120_000,
+    "delivery.report.only.error": True,
+    "log.connection.close": False,  # Tansu closes idle connections; not worth a line each
+}
+
+
+class Producer:
+    """A confluent-kafka producer with the settings above that fails loudly.
+
+    ``send`` only queues; ``flush`` waits for the broker's acknowledgement of everything
+    queued and raises ``ServiceUnavailable`` if any message could not be delivered, so a
+    caller that flushed without an error knows every message is on the broker.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str,
+                 config: Mapping[str, object] | None = None) -> None:
+        """``config``: librdkafka settings over ``PRODUCER_CONFIG``."""
+        self.client_id = client_id
+        self._failures: list[str] = []
+        self._producer = confluent_kafka.Producer(
+            {**PRODUCER_CONFIG, **(config or {}), "bootstrap.servers": bootstrap,
+             "client.id": client_id, "on_delivery": self._on_delivery, "error_cb": self._on_error}
+        )
+
+    def _on_delivery(self, err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
+        if err is not None:  # only failures are reported (delivery.report.only.error)
+            self._failures.append(f"{msg.topic()}: {err.str()}")
+
+    def _on_error(self, err: confluent_kafka.KafkaError) -> None:
+        log.warning("%s: Kafka client error: %s", self.client_id, err.str())
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes) -> None:
+        """Queue one message; waits while librdkafka's local queue is full."""
+        try:
+            self._producer.produce(topic, value, key)
+        except BufferError:
+            self._wait_and_produce(topic, key, value)
+
+    def _wait_and_produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            self._producer.poll(0.05)  # lets librdkafka drain its queue to the broker
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                continue
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait until every queued message is acknowledged.
+
+        Raises:
+            ServiceUnavailable: if some message failed or is still undelivered at the timeout.
+        """
+        left = self._producer.flush(timeout_s)
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise ServiceUnavailable(
+                f"{self.client_id}: {len(failures)} message(s) not delivered, e.g. {failures[0]}"
+            )
+        if left:
+            raise ServiceUnavailable(f"{self.client_id}: {left} message(s) unacknowledged "
+                                     f"after {timeout_s:.0f} s")
+
+    def close(self) -> None:
+        self.flush()
 
 
 def ensure_topics(bootstrap: str, *, partitions: int, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
@@ -53,37 +139,42 @@ def ensure_topics(bootstrap: str, *, partitions: int, topics: Iterable[str] = AL
         admin.close()
 
 
-def producer(bootstrap: str, *, client_id: str) -> KafkaProducer:
-    """A producer that waits for the full ISR and retries, batching for throughput."""
-    return KafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        retries=10,
-        linger_ms=5,
-        batch_size=256 * 1024,
-        max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
-    )
+def producer(bootstrap: str, *, client_id: str) -> Producer:
+    """A producer that waits for the full ISR and keeps per-key order, batching for throughput."""
+    return Producer(bootstrap, client_id=client_id)
 
 
-def assigned_consumer(bootstrap: str, topic: str, *, group_id: str) -> KafkaConsumer:
+def assigned_consumer(bootstrap: str, topic: str, *, group_id: str,
+                      timeout_s: float = 30.0) -> confluent_kafka.Consumer:
     """A consumer holding every partition of ``topic``, committing to ``group_id``.
 
     Manual assignment skips the group rebalance (seconds on Tansu) while the group id
     still stores committed offsets, so a restarted sink resumes where it committed.
+    Offsets are committed explicitly by the caller (auto-commit is off).
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        client_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=20_000,
-        fetch_max_bytes=32 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    partitions = consumer.partitions_for_topic(topic) or set()
-    consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+    consumer = confluent_kafka.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "client.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 32 * 1024 * 1024,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        "log.connection.close": False,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            reason = info.error.str() if info is not None and info.error is not None else "no partitions"
+            raise ServiceUnavailable(f"topic {topic!r} is not available: {reason}")
+        consumer.assign([confluent_kafka.TopicPartition(topic, p) for p in sorted(info.partitions)])
+    except confluent_kafka.KafkaException as e:
+        consumer.close()
+        raise ServiceUnavailable(f"Kafka at {bootstrap} did not answer: {e}") from e
+    except ServiceUnavailable:
+        consumer.close()
+        raise
     return consumer
 
 

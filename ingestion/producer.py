@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,18 +34,6 @@ class EnvelopePublisher:
         topic = broker.TOPIC_FOR_KIND[env.kind]
         self._producer.send(topic, key=message_key(env), value=env.to_bytes())
         self.sent[topic] += 1
-
-    def publish_many(self, envs: Iterable[Envelope]) -> int:
-        """Publish a batch of envelopes in order; return how many were queued."""
-        by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
-        for env in envs:
-            by_topic.setdefault(broker.TOPIC_FOR_KIND[env.kind], []).append(
-                (message_key(env), env.to_bytes()))
-        n = 0
-        for topic, messages in by_topic.items():
-            n += self._producer.send_many(topic, messages)
-            self.sent[topic] += len(messages)
-        return n
 
     def reject(self, raw: Any, reason: str, *, source: str) -> None:
         """Dead-letter something a source produced that is not a valid envelope."""

@@ -400,7 +400,7 @@ class SimulatedOnchain:
     stream, so outputs depend only on the seed, the asset and the call sequence.
     """
 
-    SOURCE = "simulated"
+    SOURCE = "simulated-onchain"
 
     def __init__(self, assets: Sequence[Asset], *, seed: int = 7) -> None:
         """Start every asset from its class's typical holders, size and yield.

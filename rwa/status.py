@@ -134,7 +134,7 @@ def ingest_report(settings: Settings) -> list[dict[str, Any]]:
         try:
             from ray.util.state import list_actors
 
-            for a in list_actors(address=info.ray_address, limit=1000,
+            for a in list_actors(address=info.ray_address, limit=1000, detail=True,
                                  raise_on_missing_output=False):
                 if a.name in beats and (a.name not in ray_view or a.state == "ALIVE"):
                     ray_view[a.name] = a

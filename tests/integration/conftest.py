@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ import psutil
 import pytest
 
 from rwa.embedded import free_port
+from tests.fakes import tradingeconomics as te_fake
+from tests.fakes.server import FakeProvider
 
 T = TypeVar("T")
 
@@ -43,6 +46,8 @@ class Platform:
     lake_root: Path
     pids: dict[str, int]
     env: dict[str, str]
+    #: A local Trading Economics the platform's keyed source talks to (its real format).
+    te: FakeProvider
 
     @property
     def ws_url(self) -> str:
@@ -89,7 +94,17 @@ def _descendants_alive(pids: dict[str, int], home: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def trading_economics() -> Iterator[FakeProvider]:
+    """One keyed provider switched on, against a local server in its format."""
+    recent = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT00:00:00")
+    rows = [*te_fake.ROWS, te_fake.row("United States", "Inflation Rate", recent, 2.9)]
+    with FakeProvider(te_fake.TradingEconomicsFake(rows)) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory,
+             trading_economics: FakeProvider) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("rwa")
     env = os.environ | {
         "RWA_HOME": str(home),
@@ -102,6 +117,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "RWA_PIPELINE__BRONZE_FLUSH_S": "1",
         # A one-second grid makes gaps and duplicates after an actor kill visible fast.
         "RWA_SOURCES__ONCHAIN_SIM__INTERVAL_S": "1",
+        "RWA_SOURCES__TRADINGECONOMICS__ENABLED": "true",
+        "RWA_SOURCES__TRADINGECONOMICS__API_KEY": te_fake.KEY,
+        "RWA_SOURCES__TRADINGECONOMICS__BASE_URL": trading_economics.url,
+        "RWA_SOURCES__TRADINGECONOMICS__INTERVAL_S": "2",
+        "RWA_SOURCES__TRADINGECONOMICS__LOOKBACK_DAYS": str(3 * 365),
         "RAY_AUTH_MODE": "token",
     }
     for name in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"):
@@ -128,7 +148,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             home=home, api_url=info["api_url"], database_url=info["database_url"],
             redis_url=info["redis_url"], kafka_bootstrap=info["kafka_bootstrap"],
             ray_address=info["ray_address"], lake_root=home / "lake", pids=info["pids"],
-            env=env)
+            env=env, te=trading_economics)
         pids.update(plat.pids)
         assert httpx.get(f"{plat.api_url}/health", timeout=10).status_code == 200
         yield plat

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 ONCHAIN_ACTOR = "ingest-simulated-onchain"
 ONCHAIN_SOURCE = "simulated-onchain"
 BACK_WITHIN_S = 10
+TE_ACTOR = "ingest-tradingeconomics"
 
 
 def _bronze_rows(plat: Platform, topic: str, columns: list[str]) -> list[dict[str, Any]]:
@@ -62,13 +63,12 @@ def test_ingest_status_and_metrics_show_each_source(platform: Platform) -> None:
         out = _rwa(platform, "ingest", "status", "--json")
         rows = json.loads(out.stdout) if out.returncode == 0 else []
         sending = [r for r in rows if r["ray_state"] == "ALIVE" and (r["sent"] or 0) > 0]
-        return rows if len(sending) == 4 else None
+        return rows if len(sending) == 5 else None
 
-    rows = wait_until(all_reporting, timeout_s=180, what="four keyless sources sending",
-                      interval_s=3)
+    rows = wait_until(all_reporting, timeout_s=180, what="every source sending", interval_s=3)
     by_actor = {r["actor"]: r for r in rows}
     assert set(by_actor) == {"ingest-simulated", ONCHAIN_ACTOR, "ingest-simulated-news",
-                             "ingest-us-macro"}
+                             "ingest-us-macro", TE_ACTOR}
     onchain = by_actor[ONCHAIN_ACTOR]
     assert onchain["state"] in ("caught_up", "catching_up")
     assert onchain["lag_s"] is not None and onchain["lag_s"] < 120
@@ -96,7 +96,7 @@ def ray_client(platform: Platform) -> Iterator[Any]:
 def _actor_state(plat: Platform, name: str) -> Any:
     from ray.util.state import list_actors
 
-    alive = list_actors(address=plat.ray_address, filters=[("name", "=", name),
+    alive = list_actors(address=plat.ray_address, detail=True, filters=[("name", "=", name),
                                                            ("state", "=", "ALIVE")],
                         raise_on_missing_output=False)
     return alive[0] if alive else None
@@ -149,3 +149,58 @@ def test_killed_ingestion_actor_is_back_without_gap_or_duplicate(
         gaps = [b - a for a, b in zip(recent, recent[1:]) if b - a != timedelta(seconds=1)]
         assert not gaps, f"{asset_id}: windows missing around the kills: {gaps[:3]}"
         assert len(recent) > 20
+
+
+def _ingest_row(plat: Platform, actor: str) -> dict[str, Any] | None:
+    out = _rwa(plat, "ingest", "status", "--json")
+    rows = json.loads(out.stdout) if out.stdout.strip() else []
+    return next((r for r in rows if r["actor"] == actor), None)
+
+
+def test_a_failing_provider_is_counted_dead_lettered_and_survived(platform: Platform) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from tests.fakes.server import HTML_ERROR_PAGE
+
+    def te_in_bronze() -> list[dict[str, Any]] | None:
+        rows = [r for r in _bronze_rows(platform, broker.ECONOMIC_RAW, ["source", "payload"])
+                if r["source"] == "tradingeconomics"]
+        return rows if len(rows) >= 7 else None
+
+    rows = wait_until(te_in_bronze, timeout_s=180, what="Trading Economics rows in bronze",
+                      interval_s=2)
+    assert {json.loads(r["payload"])["series"] for r in rows} >= {"US.POLICY_RATE", "US.CPI_YOY"}
+    before = wait_until(lambda: _ingest_row(platform, TE_ACTOR), timeout_s=60,
+                        what="the provider's status row")
+
+    platform.te.fail_next(200, HTML_ERROR_PAGE, headers={"Content-Type": "text/html"})
+    platform.te.fail_next(503, "upstream down", times=8)
+
+    def counted() -> dict[str, Any] | None:
+        row = _ingest_row(platform, TE_ACTOR)
+        errors = (row or {}).get("errors_by_kind") or {}
+        return row if errors.get("bad_response") and errors.get("unavailable") else None
+
+    row = wait_until(counted, timeout_s=90, what="both failures counted", interval_s=1)
+    assert row["ray_state"] == "ALIVE" and row["restarts"] == before["restarts"]
+
+    consumer = KafkaConsumer(bootstrap_servers=platform.kafka_bootstrap,
+                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    parts = [TopicPartition(broker.DEAD_LETTER, p)
+             for p in consumer.partitions_for_topic(broker.DEAD_LETTER)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    letters: list[dict[str, Any]] = []
+
+    def html_dead_lettered() -> dict[str, Any] | None:
+        letters.extend(json.loads(r.value) for r in consumer)
+        return next((d for d in letters if d.get("source") == "tradingeconomics"), None)
+
+    letter = wait_until(html_dead_lettered, timeout_s=60, what="the HTML page in dead-letter")
+    consumer.close()
+    assert "expected JSON" in letter["reason"] and "Bad Gateway" in letter["raw"]
+    assert "s3cr3t" not in json.dumps(letter)
+
+    # Once the provider answers again the actor is back to work by itself.
+    wait_until(lambda: (_ingest_row(platform, TE_ACTOR) or {}).get("state") == "caught_up",
+               timeout_s=90, what="the provider source caught up again", interval_s=1)

@@ -117,3 +117,20 @@ def test_file_replay_paces_by_speed(tmp_path):
     assert len(first.envelopes) == 1  # the first minute goes out at once
     later = src.poll(_roundtrip(first.cursor), NOW + timedelta(seconds=3))
     assert len(later.envelopes) == 3  # 3 s at 60x = 3 more minutes of history
+
+
+def test_envelopes_carry_their_source_name(tmp_path):
+    # The actor finds what a killed incarnation published by this name; a mismatch would
+    # silently disable its duplicate check.
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"time": ["2024-01-01T00:00:00Z"], "price": [1.0], "volume": [0]}).to_csv(
+        path, index=False)
+    sources = [
+        SimulatedOnchainSource(ASSETS, seed=1, interval_s=60, history_hours=24),
+        SimulatedNewsSource(ASSETS, seed=1, interval_s=60, history_hours=24, rate_per_hour=20),
+        MacroReplaySource(interval_s=60),
+        FileReplaySource(ReplayQuery(path=path, kind="tick", asset_id="paxg", source="mine")),
+    ]
+    for src in sources:
+        envelopes = src.poll(None, NOW).envelopes
+        assert envelopes and {e.source for e in envelopes} == {src.name}

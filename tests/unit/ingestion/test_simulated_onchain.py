@@ -68,7 +68,7 @@ def test_snapshot_gives_one_onchain_envelope_per_asset() -> None:
     assert [e.asset_id for e in envs] == sorted(a.asset_id for a in CATALOG)
     for env in envs:
         assert env.kind == "onchain"
-        assert env.source == "simulated"
+        assert env.source == "simulated-onchain"
         assert env.event_time == END
         assert env.payload["chain"] == BY_ID[env.asset_id or ""].blockchain_network
 
