@@ -211,6 +211,10 @@ class SourceActor:
             self.name, self._step, figures=self.stats,
             heartbeat=Heartbeat(settings.redis_url.get_secret_value(), self.name))
 
+    def __repr__(self) -> str:
+        # Ray shows this as the actor's repr name in the dashboard and in log prefixes.
+        return f"SourceActor({self.source.name})"
+
     def _count_restart(self) -> int:
         """Restarts since ``rwa up`` cleared the counter; Ray re-runs this constructor."""
         import ray

@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -53,6 +52,7 @@ from core.envelope import Envelope, make
 from core.errors import ConfigError, ProviderBadResponse
 from core.settings import AmberdataSettings
 from ingestion.determinism import require_aware
+from ingestion.evm import EVM_ADDRESS, TokenTarget, token_targets
 from ingestion.http import RAW_KEEP_CHARS, ProviderClient, RequestBudget, RetryPolicy
 from ingestion.source import Batch, Cursor, Reject
 
@@ -63,7 +63,6 @@ KEY_HEADER = "x-api-key"
 CHAIN_HEADER = "x-amberdata-blockchain-id"
 _DAY = timedelta(days=1)
 _CURSOR_VERSION = 1
-_EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 #: Catalog chain → Amberdata blockchain id, only for the chains these two endpoints
 #: document (their ``x-amberdata-blockchain-id`` enum). Tokens elsewhere are skipped.
@@ -82,7 +81,7 @@ class AmberdataOptions(BaseModel):
 class TokenQuery(BaseModel):
     """One request about one token on one chain over ``[start, end)``."""
 
-    address: str = Field(pattern=_EVM_ADDRESS.pattern)
+    address: str = Field(pattern=EVM_ADDRESS.pattern)
     blockchain_id: str = Field(min_length=1)
     start: datetime
     end: datetime
@@ -105,36 +104,12 @@ class TokenQuery(BaseModel):
                 {**self._dates(), "timeInterval": "days"})
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A catalog asset as Amberdata knows it."""
-
-    asset_id: str
-    chain: str
-    blockchain_id: str
-    address: str
+Target = TokenTarget
 
 
-def targets(assets: Sequence[Asset], symbols: dict[str, str]) -> list[Target]:
-    """The assets Amberdata can answer for, sorted by id.
-
-    ``symbols[asset_id]`` is ``"<blockchain id>:<address>"`` or a bare address on the
-    asset's primary chain; without it, the catalog's EVM ``contract_address`` is used.
-    """
-    ids = {v: k for k, v in BLOCKCHAIN_IDS.items()}
-    out: list[Target] = []
-    for asset in sorted(assets, key=lambda a: a.asset_id):
-        ident = symbols.get(asset.asset_id)
-        chain_id = BLOCKCHAIN_IDS.get(asset.blockchain_network)
-        address = ident or asset.contract_address or ""
-        if ident and ":" in ident:
-            chain_id, address = ident.split(":", 1)
-        if chain_id and _EVM_ADDRESS.match(address):
-            out.append(Target(asset.asset_id, ids.get(chain_id, asset.blockchain_network),
-                              chain_id, address.lower()))
-        elif ident:
-            logger.warning("amberdata: ignoring symbol %r for %s", ident, asset.asset_id)
-    return out
+def targets(assets: Sequence[Asset], symbols: Mapping[str, str]) -> list[Target]:
+    """The assets Amberdata can answer for; see :func:`ingestion.evm.token_targets`."""
+    return token_targets(assets, symbols, BLOCKCHAIN_IDS, provider=SOURCE)
 
 
 # -- extract ---------------------------------------------------------------------------
@@ -341,11 +316,25 @@ class AmberdataSource:
         allowance = self.options.max_requests_per_poll
         # Round robin, a day per asset per pass, so one busy token cannot starve the rest.
         spent = -1
+        refused: set[str] = set()
+        last_error: ProviderBadResponse | None = None
         while 0 < allowance != spent:
             spent = allowance
             for target in self.targets:
-                progress[target.asset_id], allowance = self._advance(
-                    target, progress[target.asset_id], horizon, allowance, batch)
+                if target.asset_id in refused:
+                    continue
+                try:
+                    progress[target.asset_id], allowance = self._advance(
+                        target, progress[target.asset_id], horizon, allowance, batch)
+                except ProviderBadResponse as e:
+                    # One token Amberdata refuses (not indexed, a bad override) must not
+                    # hold back the rest: dead-letter it, keep its day, go on.
+                    refused.add(target.asset_id)
+                    last_error = e
+                    allowance -= 1
+                    batch.rejects.append(Reject(e.raw or "", f"{target.asset_id}: {e.reason}"))
+        if last_error is not None and len(refused) == len(self.targets):
+            raise last_error  # not one token's problem: the provider's answers changed
         batch.more = any(p.start < horizon for p in progress.values())
         batch.cursor = {"v": _CURSOR_VERSION,
                         "assets": {k: asdict(p) for k, p in progress.items()}}
@@ -361,7 +350,7 @@ class AmberdataSource:
         """
         if p.start >= horizon:
             return p, allowance
-        query = TokenQuery(address=target.address, blockchain_id=target.blockchain_id,
+        query = TokenQuery(address=target.address, blockchain_id=target.provider_chain,
                            start=p.start, end=p.start + _DAY, size=self.options.page_size)
         if not p.holders_done and allowance > 0:
             rows = extract_holders(self._client, query)

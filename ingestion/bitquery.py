@@ -38,7 +38,6 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +50,7 @@ from core.envelope import Envelope, make
 from core.errors import ConfigError, ProviderAuthError, ProviderBadResponse
 from core.settings import BitquerySettings
 from ingestion.determinism import floor_hour, require_aware
+from ingestion.evm import TokenTarget, token_targets
 from ingestion.http import RAW_KEEP_CHARS, ProviderClient, RequestBudget, RetryPolicy
 from ingestion.source import Batch, Cursor, Reject
 
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 SOURCE = "bitquery"
 _HOUR = timedelta(hours=1)
 _CURSOR_VERSION = 1
-_EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _AUTH_MESSAGE = re.compile(
     r"unauthori[sz]ed|unauthenticated|forbidden|"
     r"(invalid|expired|missing|bad)\s+(api\s+|access\s+|oauth\s+)?(token|key)|"
@@ -154,36 +153,12 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A catalog asset as Bitquery knows it."""
-
-    asset_id: str
-    chain: str
-    network: str
-    address: str
+Target = TokenTarget
 
 
 def targets(assets: Sequence[Asset], symbols: Mapping[str, str]) -> list[Target]:
-    """The assets Bitquery can answer for, sorted by id.
-
-    ``symbols[asset_id]`` is ``"<bitquery network>:<address>"`` or a bare address on the
-    asset's primary chain; without it, the catalog's EVM ``contract_address`` is used.
-    """
-    chains = {v: k for k, v in NETWORKS.items()}
-    out: list[Target] = []
-    for asset in sorted(assets, key=lambda a: a.asset_id):
-        ident = symbols.get(asset.asset_id)
-        network = NETWORKS.get(asset.blockchain_network)
-        address = ident or asset.contract_address or ""
-        if ident and ":" in ident:
-            network, address = ident.split(":", 1)
-        if network and _EVM_ADDRESS.match(address):
-            out.append(Target(asset.asset_id, chains.get(network, asset.blockchain_network),
-                              network, address.lower()))
-        elif ident:
-            logger.warning("bitquery: ignoring symbol %r for %s", ident, asset.asset_id)
-    return out
+    """The assets Bitquery can answer for; see :func:`ingestion.evm.token_targets`."""
+    return token_targets(assets, symbols, NETWORKS, provider=SOURCE)
 
 
 # -- extract ---------------------------------------------------------------------------
@@ -347,7 +322,7 @@ class BitquerySource:
         self.options = options or BitqueryOptions()
         self.groups: dict[str, list[Target]] = defaultdict(list)
         for target in targets(assets, config.symbols):
-            self.groups[target.network].append(target)
+            self.groups[target.provider_chain].append(target)
         self._lookback = timedelta(days=config.lookback_days)
         self._client = BitqueryClient(http, url.path or "/")
 

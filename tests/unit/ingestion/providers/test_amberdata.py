@@ -213,7 +213,28 @@ def test_targets_use_evm_contracts_and_symbol_overrides() -> None:
     other = "0x" + "ab" * 20
     got = targets(_assets("buidl", "benji", "kau", "realt-13245-monica", "nvdax"),
                   {"kau": f"polygon-mainnet:{other}"})
-    assert [(t.asset_id, t.blockchain_id, t.chain, t.address) for t in got] == [
+    assert [(t.asset_id, t.provider_chain, t.chain, t.address) for t in got] == [
         ("buidl", "ethereum-mainnet", "ethereum", BUIDL.lower()),
         ("kau", "polygon-mainnet", "polygon", other),
     ]
+
+
+def test_a_token_the_provider_refuses_is_dead_lettered_while_the_others_go_on() -> None:
+    from tests.fakes.server import Response
+
+    inner = _fake()
+
+    def route(request):
+        if PAXG.lower() in request.path:
+            return Response(404, "Unknown address or address is not a contract",
+                            {"Content-Type": "text/plain"})
+        return inner(request)
+
+    with FakeProvider(route) as server:
+        source = _source(server, assets=_assets("buidl", "paxg"))
+        batch = source.poll(None, NOW)
+    assert {e.asset_id for e in batch.envelopes} == {"buidl"}
+    assert len(batch.rejects) == 1
+    assert batch.rejects[0].reason.startswith("paxg: 404")
+    assert "not a contract" in batch.rejects[0].raw
+    assert batch.cursor["assets"]["paxg"] == batch.cursor["assets"]["paxg"] | {"page": 0}

@@ -229,7 +229,7 @@ def test_targets_group_evm_tokens_by_network() -> None:
     other = "0x" + "cd" * 20
     got = targets([CATALOG[i] for i in ("paxg", "benji", "kau", "realt-13245-monica")],
                   {"kau": f"base:{other}"})
-    assert [(t.asset_id, t.network, t.chain, t.address) for t in got] == [
+    assert [(t.asset_id, t.provider_chain, t.chain, t.address) for t in got] == [
         ("kau", "base", "base", other), ("paxg", "eth", "ethereum", PAXG)]
 
 
