@@ -49,7 +49,7 @@ def test_every_kind_of_keyless_source_reaches_bronze(platform: Platform) -> None
     kinds = wait_until(landed, timeout_s=240, what="all four raw topics in bronze", interval_s=2)
     assert kinds[broker.NEWS_RAW] == {"news"}
     macro = _bronze_rows(platform, broker.ECONOMIC_RAW, ["source", "payload"])
-    assert {r["source"] for r in macro} >= {"statsmodels-macrodata", "tradingeconomics"}
+    assert "statsmodels-macrodata" in {r["source"] for r in macro}
     assert any(json.loads(r["payload"])["series"] == "US.CPI" for r in macro)
 
 
