@@ -1,12 +1,12 @@
-"""The pipeline actor: hosts the Spark (RayDP) session and runs the price lake cycle
-(bronze → silver → gold) on a schedule. Spark starts in the background so that the
-live path and the API are up long before the JVM is."""
+"""The pipeline actor: hosts the Spark (RayDP) session and the streaming silver job
+(Structured Streaming over bronze, checkpointed in the lake) that feeds gold. Spark
+starts in the background so that the live path and the API are up long before the JVM
+is; a stream that dies is counted and started again from its checkpoint."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
-#: Bronze files one cycle takes at most; more waiting means a backlog to work through.
-MAX_FILES_PER_CYCLE = 500
+#: Bronze files one micro-batch takes at most; a backlog is worked through in batches.
+MAX_FILES_PER_TRIGGER = 500
+#: Seconds between checks for unreadable bronze files and Spark's new threads.
+HOUSEKEEPING_S = 10.0
 
 
 class PipelineActor:
@@ -32,17 +34,23 @@ class PipelineActor:
         self.asset_ids = [a.asset_id for a in load_catalog()]
         self.db = SyncDb(settings.database_url.get_secret_value())
         self.spark = None
+        self.query = None
         self.state = "starting-spark"
-        self.cycles = 0
+        self.batches = 0
+        self.stream_restarts = 0
+        self.quarantined_files = 0
         self.last: dict[str, Any] = {}
-        self._next_cycle = 0.0
+        self._next_housekeeping = 0.0
         self.loop = SupervisedLoop(
             self.NAME, self._step,
             heartbeat=Heartbeat(settings.redis_url.get_secret_value(), self.NAME),
-            figures=self.stats, idle_s=0.5,
+            figures=self.stats, idle_s=1.0,
         )
 
     def _step(self) -> None:
+        from pipeline.spark import deprioritise_spark_jvms
+        from pipeline.streaming import quarantine_unreadable
+
         if self.spark is None:
             from pipeline.spark import start_spark
 
@@ -52,35 +60,49 @@ class PipelineActor:
                 num_executors=sp.num_executors, executor_cores=sp.executor_cores,
                 executor_memory=sp.executor_memory,
             )
-            self.state = "running"
-        if time.monotonic() < self._next_cycle:
-            return
-        from pipeline.prices import run_price_cycle
-        from pipeline.spark import deprioritise_spark_jvms
+        if self.query is None or not self.query.isActive:
+            self._start_stream()
+        if time.monotonic() >= self._next_housekeeping:
+            deprioritise_spark_jvms()
+            self.quarantined_files += quarantine_unreadable(self.db, self.settings.lake_root)
+            self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
 
-        deprioritise_spark_jvms()
+    def _start_stream(self) -> None:
+        from pipeline.streaming import start_price_stream
 
-        result = run_price_cycle(
+        if self.query is not None:
+            # A stream that stopped by itself failed: count it, then resume from the
+            # checkpoint (the failed micro-batch is replayed; its writes are idempotent).
+            self.stream_restarts += 1
+            log.error("silver stream stopped (%s); restarting from its checkpoint",
+                      self.query.exception())
+        self.query = start_price_stream(
             self.spark, self.db, lake_root=self.settings.lake_root, asset_ids=self.asset_ids,
-            max_files=MAX_FILES_PER_CYCLE,
-        )
-        self.cycles += 1
-        if result.files:
-            self.last = asdict(result) | {"at": time.time()}
-        if result.files >= MAX_FILES_PER_CYCLE:
-            return  # a backlog: go again at once
-        # Otherwise wait: each Spark cycle costs CPU the live path needs on a small machine.
-        self._next_cycle = time.monotonic() + self.settings.pipeline.interval_s
+            trigger_s=self.settings.pipeline.interval_s,
+            max_files_per_trigger=MAX_FILES_PER_TRIGGER, on_batch=self._on_batch)
+        self.state = "streaming"
 
-    def run_now(self) -> None:
-        """Ask for a cycle without waiting for the schedule."""
-        self._next_cycle = 0.0
+    def _on_batch(self, batch_id: int, result: Any) -> None:
+        from dataclasses import asdict
+
+        self.batches += 1
+        self.last = asdict(result) | {"batch_id": batch_id, "at": time.time()}
 
     def stats(self) -> dict[str, Any]:
-        return {"state": self.state, "cycles": self.cycles, "last_cycle": self.last}
+        from pipeline.streaming import progress
+
+        return {"state": self.state, "batches": self.batches,
+                "stream_restarts": self.stream_restarts,
+                "quarantined_files": self.quarantined_files, "last_batch": self.last,
+                **(progress(self.query) if self.spark is not None else {})}
 
     def stop(self) -> None:
         self.loop.stop(timeout_s=60)
+        if self.query is not None:
+            try:
+                self.query.stop()
+            except Exception as e:  # Spark may already be going down
+                log.warning("stopping the silver stream: %s", e)
         if self.spark is not None:
             from pipeline.spark import stop_spark
 

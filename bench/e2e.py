@@ -57,7 +57,7 @@ def wait_steady(api: str, timeout_s: float = 300) -> None:
     while time.monotonic() < deadline:
         try:
             pipeline = httpx.get(f"{api}/health", timeout=5).json()["components"]["pipeline"]
-            if pipeline.get("state") == "running" and not pipeline.get("step_running_s"):
+            if pipeline.get("state") == "streaming" and not pipeline.get("step_running_s"):
                 return
         except (httpx.HTTPError, KeyError, ValueError):
             pass

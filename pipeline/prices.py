@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core import broker, lake
@@ -51,51 +51,69 @@ def _inspect(path: Path) -> tuple[int, str | None]:
         return 0, f"{type(e).__name__}: {e}"
 
 
-def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
-                    asset_ids: list[str], max_files: int = 500) -> CycleResult:
+def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lake_root: str,
+                   asset_ids: list[str]) -> CycleResult:
+    """Bronze price rows → silver (new natural keys only) → gold bars of the touched hours,
+    rejected rows to quarantine. Idempotent: the streaming job's micro-batches and the
+    batch backfill both call it, and running it twice on the same rows changes nothing."""
     result = CycleResult()
-    files = pending_bronze_files(db, lake_root, limit=max_files)
-    if not files:
+    now = datetime.now(UTC)
+    validated = silver.validate_prices(silver.parse_prices(bronze_df), asset_ids, now)
+    validated = validated.localCheckpoint()  # one read of bronze for all that follows
+    result.bronze_rows = validated.count()
+    if not result.bronze_rows:
         return result
-    result.files = len(files)
+    batch = silver.to_silver(validated)
+
+    silver_path = lake.silver_dir(lake_root, "prices")
+    dates = [r["date"] for r in batch.select("date").distinct().collect()]
+    if lake.list_parquet(silver_path):
+        existing = spark.read.parquet(str(silver_path)).where(F.col("date").isin(dates))
+        fresh = silver.new_rows(batch, existing)
+    else:
+        fresh = batch
+    # Materialise before writing into the folder it was compared against.
+    fresh = fresh.localCheckpoint()
+    result.silver_new = fresh.count()
+    if result.silver_new:
+        fresh.write.mode("append").partitionBy("date").parquet(str(silver_path))
+    # Gold is recomputed for every hour this batch touched, not only for new rows: a
+    # batch re-run after a crash between the silver write and the gold load still
+    # completes gold. Whole hours from silver, so the upsert overwrites, never adds.
+    touched = batch.select(F.date_trunc("hour", "event_time").alias("hour")).distinct()
+    stored = spark.read.parquet(str(silver_path)).where(F.col("date").isin(dates))
+    hours = silver.hourly_bars(silver.within_hours(stored, touched))
+    handoff = lake.gold_dir(lake_root, "price_bars_1h") / f"batch={uuid.uuid4().hex}"
+    hours.coalesce(1).write.mode("overwrite").parquet(str(handoff))
+    records = gold.read_bar_records(handoff)
+    result.gold_bars = db.run(lambda c: gold.load_price_bars(c, records))
+    shutil.rmtree(handoff, ignore_errors=True)
+    quarantine = [(r["rule"], r["record"]) for r in silver.rejected(validated).collect()]
+    result.quarantined = len(quarantine)
+    db.run(lambda c: gold.record_quarantine(c, STAGE, quarantine))
+    return result
+
+
+def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
+                    asset_ids: list[str], max_files: int = 500,
+                    files: list[Path] | None = None) -> CycleResult:
+    """Batch mode: the given bronze files (default: those no cycle has processed yet),
+    unreadable ones quarantined, each recorded in the manifest once its rows are in gold."""
+    if files is None:
+        files = pending_bronze_files(db, lake_root, limit=max_files)
+    if not files:
+        return CycleResult()
     inspected = {p: _inspect(p) for p in files}
     bad = {p: why for p, (_, why) in inspected.items() if why}
     good = [str(p) for p in files if p not in bad]
-    quarantine: list[tuple[str, str]] = [("unreadable_file", f"{p}: {why}") for p, why in bad.items()]
-
+    result = CycleResult()
     if good:
-        now = datetime.now(UTC)
-        bronze_df = spark.read.parquet(*good)
-        validated = silver.validate_prices(silver.parse_prices(bronze_df), asset_ids, now)
-        validated = validated.localCheckpoint()  # one read of bronze for all that follows
-        result.bronze_rows = validated.count()
-        batch = silver.to_silver(validated)
-
-        silver_path = lake.silver_dir(lake_root, "prices")
-        dates = [r["date"] for r in batch.select("date").distinct().collect()]
-        if lake.list_parquet(silver_path):
-            existing = spark.read.parquet(str(silver_path)).where(F.col("date").isin(dates))
-            fresh = silver.new_rows(batch, existing)
-        else:
-            fresh = batch
-        # Materialise before writing into the folder it was compared against.
-        fresh = fresh.localCheckpoint()
-        result.silver_new = fresh.count()
-        if result.silver_new:
-            fresh.write.mode("append").partitionBy("date").parquet(str(silver_path))
-            # Whole hours are recomputed from silver, so the upsert overwrites, never adds.
-            touched = fresh.select(F.date_trunc("hour", "event_time").alias("hour")).distinct()
-            stored = spark.read.parquet(str(silver_path)).where(F.col("date").isin(dates))
-            hours = silver.hourly_bars(silver.within_hours(stored, touched))
-            handoff = lake.gold_dir(lake_root, "price_bars_1h") / f"batch={uuid.uuid4().hex}"
-            hours.coalesce(1).write.mode("overwrite").parquet(str(handoff))
-            records = gold.read_bar_records(handoff)
-            result.gold_bars = db.run(lambda c: gold.load_price_bars(c, records))
-            shutil.rmtree(handoff, ignore_errors=True)
-        quarantine += [(r["rule"], r["record"]) for r in silver.rejected(validated).collect()]
-
-    result.quarantined = len(quarantine)
-    db.run(lambda c: gold.record_quarantine(c, STAGE, quarantine))
+        result = process_prices(spark, db, spark.read.parquet(*good), lake_root=lake_root,
+                                asset_ids=asset_ids)
+    result.files = len(files)
+    unreadable = [("unreadable_file", f"{p}: {why}") for p, why in bad.items()]
+    db.run(lambda c: gold.record_quarantine(c, STAGE, unreadable))
+    result.quarantined += len(unreadable)
     db.run(lambda c: c.executemany(
         "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
         "ON CONFLICT (stage, path) DO NOTHING",

@@ -1,0 +1,106 @@
+"""Streaming silver: Spark Structured Streaming's file source over bronze, checkpointed.
+
+Each micro-batch is handed to the same idempotent function the batch backfill uses
+(:func:`pipeline.prices.process_prices`), inside ``foreachBatch``. A job killed
+mid-batch has not committed that batch to its checkpoint, so on restart Spark replays
+it; silver appends only natural keys it does not hold and gold recomputes whole hours,
+so every valid row ends up in silver exactly once.
+
+The file source skips files it cannot read (``ignoreCorruptFiles``) rather than dying
+on them; :func:`quarantine_unreadable` finds those files and puts them in quarantine
+with the reason, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from core import broker, lake
+from core.db import SyncDb
+from pipeline import gold
+from pipeline.prices import CycleResult, _inspect, process_prices
+
+log = logging.getLogger(__name__)
+
+#: Bronze's Parquet columns as Spark reads them (pipeline.bronze.BRONZE_SCHEMA); the
+#: ``date``/``hour`` folders are discovered as partition columns on top.
+BRONZE_DDL = ("topic string, partition int, offset bigint, key string, source string, "
+              "kind string, asset_id string, event_time timestamp, ingest_time timestamp, "
+              "schema_version smallint, payload string")
+CHECK_STAGE = "bronze-check"
+
+
+def checkpoint_dir(lake_root: str, name: str) -> Path:
+    return Path(lake_root) / "_checkpoints" / name
+
+
+def start_price_stream(spark: SparkSession, db: SyncDb, *, lake_root: str,
+                       asset_ids: list[str], trigger_s: float = 5.0,
+                       max_files_per_trigger: int = 500,
+                       on_batch: Callable[[int, CycleResult], None] | None = None,
+                       ) -> StreamingQuery:
+    """Start the price silver stream; it runs in Spark's threads until stopped.
+
+    Args:
+        on_batch: Called after each micro-batch with its id and figures.
+    """
+    spark.conf.set("spark.sql.files.ignoreCorruptFiles", "true")
+    source = lake.bronze_dir(lake_root, broker.PRICE_RAW)
+    source.mkdir(parents=True, exist_ok=True)
+    bronze = (spark.readStream.schema(BRONZE_DDL)
+              .option("maxFilesPerTrigger", max_files_per_trigger)
+              .parquet(str(source)))
+
+    def each(batch_df: DataFrame, batch_id: int) -> None:
+        result = process_prices(spark, db, batch_df, lake_root=lake_root, asset_ids=asset_ids)
+        log.info("silver stream batch %d: %s", batch_id, result)
+        if on_batch is not None:
+            on_batch(batch_id, result)
+
+    return (bronze.writeStream.queryName("silver-prices")
+            .foreachBatch(each)
+            .option("checkpointLocation", str(checkpoint_dir(lake_root, "silver-prices")))
+            .trigger(processingTime=f"{max(trigger_s, 0.5):.1f} seconds")
+            .start())
+
+
+def quarantine_unreadable(db: SyncDb, lake_root: str, topic: str = broker.PRICE_RAW) -> int:
+    """Quarantine bronze files the stream cannot read; each file is checked once."""
+    done = {r["path"] for r in db.fetch(
+        "SELECT path FROM lake_manifest WHERE stage = $1", CHECK_STAGE)}
+    files = [p for p in lake.list_parquet(lake.bronze_dir(lake_root, topic))
+             if str(p) not in done]
+    if not files:
+        return 0
+    inspected = {p: _inspect(p) for p in files}
+    bad = [("unreadable_file", f"{p}: {why}") for p, (_, why) in inspected.items() if why]
+    db.run(lambda c: gold.record_quarantine(c, "silver-prices", bad))
+    db.run(lambda c: c.executemany(
+        "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
+        "ON CONFLICT (stage, path) DO NOTHING",
+        [(CHECK_STAGE, str(p), rows) for p, (rows, _) in inspected.items()]))
+    if bad:
+        log.warning("quarantined %d unreadable bronze files", len(bad))
+    return len(bad)
+
+
+def progress(query: StreamingQuery | None) -> dict[str, Any]:
+    """The figures an operator wants from a running stream."""
+    if query is None:
+        return {"stream": "not started"}
+    last = query.lastProgress or {}
+    exc = query.exception() if not query.isActive else None
+    return {
+        "stream": "active" if query.isActive else "stopped",
+        "batch_id": last.get("batchId"),
+        "input_rows": last.get("numInputRows"),
+        "rows_per_s": round(last.get("processedRowsPerSecond") or 0.0, 1),
+        "last_trigger": last.get("timestamp"),
+        "error": str(exc)[:300] if exc else None,
+    }
