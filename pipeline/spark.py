@@ -90,3 +90,22 @@ def deprioritise_spark_jvms(niceness: int = SPARK_NICENESS) -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return changed
+
+
+def local_spark(app_name: str, java_home: Path, *, cores: int = 1):
+    """A plain local Spark session for one-off batch work from the command line (a
+    backfill), with the same SQL settings as the RayDP session."""
+    from pyspark.sql import SparkSession
+
+    os.environ["JAVA_HOME"] = str(java_home)
+    os.environ["PATH"] = f"{java_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    spark = (SparkSession.builder.master(f"local[{cores}]").appName(app_name)
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.shuffle.partitions", "4")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

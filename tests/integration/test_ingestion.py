@@ -55,7 +55,7 @@ def test_every_kind_of_keyless_source_reaches_bronze(platform: Platform) -> None
 
 def _rwa(plat: Platform, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(Path(sys.executable).parent / "rwa"), *args], env=plat.env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_ingest_status_and_metrics_show_each_source(platform: Platform) -> None:
@@ -204,3 +204,25 @@ def test_a_failing_provider_is_counted_dead_lettered_and_survived(platform: Plat
     # Once the provider answers again the actor is back to work by itself.
     wait_until(lambda: (_ingest_row(platform, TE_ACTOR) or {}).get("state") == "caught_up",
                timeout_s=90, what="the provider source caught up again", interval_s=1)
+
+
+def test_pipeline_report_and_backfill_commands(platform: Platform) -> None:
+    def reported() -> dict[str, Any] | None:
+        out = _rwa(platform, "pipeline", "report", "--json")
+        report = json.loads(out.stdout) if out.returncode == 0 else None
+        ok = report and report["gold"]["price_data"] > 0 and report["stream"].get("batch_id") \
+            is not None
+        return report if ok else None
+
+    report = wait_until(reported, timeout_s=240, what="a pipeline report with gold", interval_s=3)
+    assert report["bronze"][broker.PRICE_RAW]["rows"] > 0
+    assert report["silver"]["prices"]["rows"] > 0
+    assert report["stream"]["stream"] == "active" and report["stream"]["lag_s"] is not None
+    assert "paxg" in report["freshness"]
+
+    now = datetime.now(UTC)
+    out = _rwa(platform, "pipeline", "run", "--from", (now - timedelta(days=2)).isoformat(),
+               "--to", now.isoformat())
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["bronze_rows"] > 0 and result["gold_bars"] > 0

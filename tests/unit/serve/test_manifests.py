@@ -33,3 +33,17 @@ def test_cluster_launcher_config_is_complete() -> None:
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     assert config["head_node_type"] in config["available_node_types"]
     assert config["provider"]["type"] == "aws"
+
+
+def test_pipeline_rayjob_runs_the_backfill_entrypoint() -> None:
+    import shlex
+
+    from pipeline.job import parse_args
+
+    manifest = yaml.safe_load((ROOT / "kuberay" / "rayjob-pipeline.yaml").read_text())
+    assert manifest["kind"] == "RayJob"
+    argv = shlex.split(manifest["spec"]["entrypoint"])
+    assert argv[:3] == ["python", "-m", "pipeline.job"]
+    args = parse_args(argv[3:])
+    assert args.start < args.end and args.start.tzinfo is not None
+    assert manifest["spec"]["rayClusterSpec"]["rayVersion"] == "2.60.0"
