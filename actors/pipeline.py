@@ -33,6 +33,13 @@ class PipelineActor:
         self.java_home = Path(java_home)
         self.asset_ids = [a.asset_id for a in load_catalog()]
         self.db = SyncDb(settings.database_url.get_secret_value())
+        # Spark here has no S3 connector jars: with an S3 lake it works on a local mirror
+        # of bronze and its silver is uploaded back after each batch (pipeline/lake_mirror).
+        from core import lake
+
+        self.remote_lake = lake.is_remote(settings.lake_root)
+        self.spark_lake = str(settings.home / "lake-local") if self.remote_lake \
+            else settings.lake_root
         self.spark = None
         self.query = None
         self.state = "starting-spark"
@@ -61,11 +68,23 @@ class PipelineActor:
                 executor_memory=sp.executor_memory,
             )
         if self.query is None or not self.query.isActive:
+            self._mirror()
             self._start_stream()
         if time.monotonic() >= self._next_housekeeping:
             deprioritise_spark_jvms()
-            self.quarantined_files += quarantine_unreadable(self.db, self.settings.lake_root)
+            self._mirror()
+            self.quarantined_files += quarantine_unreadable(self.db, self.spark_lake)
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+
+    def _mirror(self) -> None:
+        if not self.remote_lake:
+            return
+        from core import broker, lake
+        from pipeline.lake_mirror import mirror_bronze, upload_tree
+
+        mirror_bronze(self.settings.lake_root, broker.PRICE_RAW,
+                      lake.bronze_dir(self.spark_lake, broker.PRICE_RAW))
+        upload_tree(lake.silver_dir(self.spark_lake, "prices"), self.settings.lake_root, "prices")
 
     def _start_stream(self) -> None:
         from pipeline.streaming import start_price_stream
@@ -77,7 +96,7 @@ class PipelineActor:
             log.error("silver stream stopped (%s); restarting from its checkpoint",
                       self.query.exception())
         self.query = start_price_stream(
-            self.spark, self.db, lake_root=self.settings.lake_root, asset_ids=self.asset_ids,
+            self.spark, self.db, lake_root=self.spark_lake, asset_ids=self.asset_ids,
             trigger_s=self.settings.pipeline.interval_s,
             max_files_per_trigger=MAX_FILES_PER_TRIGGER, on_batch=self._on_batch)
         self.state = "streaming"
@@ -87,6 +106,12 @@ class PipelineActor:
 
         self.batches += 1
         self.last = asdict(result) | {"batch_id": batch_id, "at": time.time()}
+        if self.remote_lake and result.silver_new:
+            from core import lake
+            from pipeline.lake_mirror import upload_tree
+
+            upload_tree(lake.silver_dir(self.spark_lake, "prices"), self.settings.lake_root,
+                        "prices")
 
     def stats(self) -> dict[str, Any]:
         from pipeline.streaming import progress

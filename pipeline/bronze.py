@@ -2,8 +2,9 @@
 
 The sink polls a batch, validates each message against the envelope contract, sends
 the invalid ones to ``dead-letter`` with the reason, writes the valid ones as one
-Parquet file, and only then commits the Kafka offsets. A crash before the commit
-replays the batch; silver deduplicates on natural keys, so nothing is lost or doubled.
+Parquet file (a local file, or an S3 object when the lake is on S3), and only then
+commits the Kafka offsets. A crash before the commit replays the batch; silver
+deduplicates on natural keys, so nothing is lost or doubled.
 """
 
 from __future__ import annotations
@@ -126,6 +127,14 @@ def split_rows(rows: Sequence[Row]) -> tuple[pa.Table, list[tuple[int, str]]]:
     return table, rejected
 
 
+def write_bronze(table: pa.Table, lake_root: str | Path, topic: str, *,
+                 written_at: datetime | None = None) -> lake.LakePath:
+    """Write one batch's bronze table as a new file of ``topic``'s current hour partition
+    (local folder or S3, see :mod:`core.lake`); returns where, once it is durable."""
+    path = lake.bronze_file_path(lake_root, topic, written_at or datetime.now(UTC))
+    return lake.write_parquet_atomic(table, path)
+
+
 @dataclass
 class SinkStats:
     messages: int = 0
@@ -199,8 +208,7 @@ class BronzeSink:
             log.warning("%d message(s) from %s sent to dead-letter, e.g. %s",
                         len(rejected), self.topic, rejected[0][1])
         if table.num_rows:
-            path = lake.bronze_file_path(self.lake_root, self.topic, datetime.now(UTC))
-            lake.write_parquet_atomic(table, path)
+            write_bronze(table, self.lake_root, self.topic)
             self.stats.files += 1
         self.dlq.flush()
         # Only now is every message of the batch durable (file or dead-letter).
