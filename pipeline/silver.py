@@ -1,20 +1,72 @@
-"""Silver for prices, as Spark ``DataFrame -> DataFrame`` rules.
+"""Silver: bronze rows → validated, enriched, deduplicated rows, as Spark
+``DataFrame -> DataFrame`` rules, one dataset per kind of data.
 
-Bronze rows carry the envelope with its payload as JSON text; silver rows are one
-validated, deduplicated observation each, with ticks normalised to one-point bars so
-that bars and ticks aggregate alike in gold. Rejected rows keep the rule that failed.
+Bronze rows carry the envelope with its payload as JSON text. Each dataset has the
+same three steps, all pure:
+
+``parse_<dataset>``
+    flattens the payload into columns (ticks become one-point bars, so that bars and
+    ticks aggregate alike in gold) and enriches: prices quoted in another currency are
+    turned into USD (:func:`to_usd`), and the premium of the market price over the NAV
+    is computed, NAV staying a column of its own, apart from ``close``.
+``validate_<dataset>``
+    adds ``rule``, the first rule the row breaks (null for a valid row), in the order
+    of :data:`RULES`.
+:func:`to_silver`
+    keeps the valid rows, one per natural key (:func:`natural_key`), in the dataset's
+    silver shape (:data:`COLUMNS`); :func:`rejected` gives the rows for the quarantine.
+
+Rows that carry no ``asset_id`` but name a symbol or a contract in their payload can
+be given one from the catalog first (:func:`resolve_asset_ids`).
+
+Outlier policy. ``price_outlier`` and ``onchain_outlier`` are *soft* rules
+(:data:`SOFT_RULES`): a row that breaks only a soft rule may be a real move (an
+impairment, an airdrop), so it stays in silver with ``outlier = true`` and is also
+quarantined with its rule, which makes it findable; gold aggregates leave flagged
+rows out. A row that breaks a hard rule goes to the quarantine only, and the soft
+rules are not checked on it.
+
+Outliers are found with a Hampel filter (:func:`flag_outliers`): per series, the
+distance of the log value from the median of its neighbours (``window`` rows on each
+side, over the batch plus an optional ``context`` of earlier silver rows, which only
+serves as neighbours), divided by the series' robust scale (1.4826 × the median
+absolute distance, floored at ``min_scale`` so that a series that barely moves does
+not flag every tick). ``|z| > threshold`` flags. A spike, or a run of up to
+``window`` bad prints, stands out from its neighbours' median; a lasting level shift
+is not flagged once ``window`` rows after it are seen, but at the end of a batch,
+where only earlier rows are neighbours, its first few rows are.
+
+Dedup keeps, per natural key, the row ingested first (ties broken by payload text),
+matching :func:`new_rows`, which lets into silver only keys it does not hold yet:
+the first version of a record wins, a replay or a re-publication adds nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Literal
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-#: The natural key: replays and at-least-once delivery collapse onto it.
+from core.domain import Asset
+from pipeline import aggregates
+
+Dataset = Literal["prices", "onchain", "macro", "news"]
+
+#: The natural key of price rows: replays and at-least-once delivery collapse onto it
+#: (every dataset's is given by :func:`natural_key`).
 NATURAL_KEY = ["source", "kind", "asset_id", "event_time"]
+
+#: Envelope kinds of each silver dataset.
+KINDS: dict[Dataset, tuple[str, ...]] = {
+    "prices": ("bar", "tick"),
+    "onchain": ("onchain",),
+    "macro": ("macro",),
+    "news": ("news",),
+}
 
 PAYLOAD_SCHEMA = T.StructType(
     [
@@ -26,23 +78,342 @@ PAYLOAD_SCHEMA = T.StructType(
         T.StructField("volume", T.DoubleType()),
         T.StructField("nav", T.DoubleType()),
         T.StructField("interval", T.StringType()),
+        T.StructField("currency", T.StringType()),
     ]
 )
 
+#: Counts and flows: never negative.
+ONCHAIN_NON_NEGATIVE = [
+    "holder_count", "transfer_count", "transfer_volume", "dex_liquidity", "exchange_inflow",
+    "exchange_outflow", "tvl_usd",
+]
+#: Every metric an on-chain row may carry; a row needs at least one.
+ONCHAIN_METRICS = [*ONCHAIN_NON_NEGATIVE, "nav", "apy"]
+#: Metrics that are whole numbers in silver.
+_ONCHAIN_COUNTS = ("holder_count", "transfer_count")
+ONCHAIN_PAYLOAD_SCHEMA = T.StructType(
+    # Counts are read as doubles and cast after the checks: from_json gives null, not
+    # an error, for 12.0 in a long field, which would hide a broken producer.
+    [T.StructField(m, T.DoubleType()) for m in ONCHAIN_METRICS]
+    + [T.StructField("chain", T.StringType())]
+)
+#: Bounds of ``apy`` in percent per year, as the envelope's contract has them.
+APY_RANGE = (-100.0, 1000.0)
+
+MACRO_PAYLOAD_SCHEMA = T.StructType(
+    [
+        T.StructField("series", T.StringType()),
+        T.StructField("value", T.DoubleType()),
+        T.StructField("unit", T.StringType()),
+        T.StructField("country", T.StringType()),
+        T.StructField("frequency", T.StringType()),
+    ]
+)
+
+NEWS_PAYLOAD_SCHEMA = T.StructType(
+    [
+        T.StructField("title", T.StringType()),
+        T.StructField("body", T.StringType()),
+        T.StructField("url", T.StringType()),
+        T.StructField("outlet", T.StringType()),
+        T.StructField("lang", T.StringType()),
+        T.StructField("assets", T.ArrayType(T.StringType())),
+        T.StructField("issuers", T.ArrayType(T.StringType())),
+    ]
+)
+
+#: The price silver shape as it was first written; :data:`COLUMNS` extends it.
 SILVER_COLUMNS = [
     "source", "kind", "asset_id", "event_time", "open", "high", "low", "close", "volume",
     "nav", "ingest_time", "date",
 ]
 
+#: Silver shape per dataset. ``kind`` is kept in each, so that every natural key is a
+#: set of stored columns. Prices: ``nav`` apart from ``close``, ``premium_to_nav`` =
+#: close / nav - 1 where both are known, ``interval`` of a bar (null for a tick),
+#: ``outlier`` per the module's policy; all prices in USD.
+COLUMNS: dict[Dataset, list[str]] = {
+    "prices": [*SILVER_COLUMNS[:10], "premium_to_nav", "interval", "outlier",
+               *SILVER_COLUMNS[10:]],
+    "onchain": ["source", "kind", "asset_id", "event_time", *ONCHAIN_METRICS, "chain", "outlier",
+                "ingest_time", "date"],
+    "macro": ["source", "kind", "series", "event_time", "value", "unit", "country", "frequency",
+              "ingest_time", "date"],
+    "news": ["source", "kind", "asset_id", "event_time", "title", "body", "url", "outlet", "lang",
+             "assets", "issuers", "ingest_time", "date"],
+}
+
+#: Rule names per dataset, in the order they are checked.
+RULES: dict[Dataset, tuple[str, ...]] = {
+    "prices": ("unknown_asset", "unknown_currency", "missing_price", "non_positive_price",
+               "ohlc_inconsistent", "negative_volume", "future_timestamp", "too_old",
+               "price_outlier"),
+    "onchain": ("unknown_asset", "empty_metrics", "negative_metric", "nav_non_positive",
+                "apy_out_of_range", "future_timestamp", "too_old", "onchain_outlier"),
+    "macro": ("missing_series", "non_finite_value", "future_timestamp", "too_old"),
+    "news": ("empty_title", "unknown_asset", "future_timestamp", "too_old"),
+}
+
+#: Rules whose rows stay in silver (flagged ``outlier``) as well as in the quarantine.
+SOFT_RULES: frozenset[str] = frozenset({"price_outlier", "onchain_outlier"})
+
 #: Oldest event time accepted; anything earlier is a broken clock, not history.
 OLDEST_EVENT = "2000-01-01 00:00:00"
+#: Macro history is long (the statsmodels replay starts in 1959).
+OLDEST_MACRO_EVENT = "1900-01-01 00:00:00"
+#: How far ahead of the clock an event time may be before it counts as the future.
+FUTURE_TOLERANCE = "INTERVAL 5 MINUTES"
+
+#: USD per unit of a currency; a price in a currency not listed here is refused.
+DEFAULT_USD_RATES: Mapping[str, float] = {"USD": 1.0, "USDC": 1.0, "USDT": 1.0}
+
+#: Default outlier settings: robust z above which a row is flagged, neighbours on each
+#: side, and the floor of the robust scale in log units (0.1 % for prices, 1 % for
+#: holder counts, which move by whole holders).
+OUTLIER_THRESHOLD = 8.0
+OUTLIER_WINDOW = 5
+PRICE_MIN_SCALE = 1e-3
+HOLDER_MIN_SCALE = 1e-2
+
+# 1 / Φ⁻¹(3/4): makes the median absolute deviation estimate a normal's sigma.
+_MAD_TO_SIGMA = 1.4826
 
 
-def parse_prices(bronze: DataFrame) -> DataFrame:
-    """Bronze price rows → flat price rows (ticks become one-point bars)."""
+# -- keys ------------------------------------------------------------------------------
+
+#: Key columns computed from stored ones rather than stored: a news story is its URL,
+#: or its title where it has none.
+_DERIVED_KEY_COLUMNS = {"story": lambda: F.coalesce(F.col("url"), F.col("title"))}
+
+
+def natural_key(kind: str) -> list[str]:
+    """The natural key of an envelope kind (or a dataset name).
+
+    ``(source, kind, asset_id, event_time)`` for bars and ticks; on-chain rows add
+    ``chain``, as a source may report a token on each of its chains at the same time;
+    ``(source, kind, series, event_time)`` for macro; ``(source, kind, story,
+    event_time)`` for news, where ``story`` is the URL, or the title where the URL is
+    missing (computed, see :func:`with_key`). Null key parts compare equal.
+
+    Raises:
+        ValueError: For a kind no dataset holds.
+    """
+    if kind == "macro":
+        return ["source", "kind", "series", "event_time"]
+    if kind == "news":
+        return ["source", "kind", "story", "event_time"]
+    if kind == "onchain":
+        return ["source", "kind", "asset_id", "chain", "event_time"]
+    if kind in ("bar", "tick", "prices"):
+        return list(NATURAL_KEY)
+    raise ValueError(f"no natural key for kind {kind!r}")
+
+
+def with_key(frame: DataFrame, kind: str) -> DataFrame:
+    """``frame`` with the computed columns of ``kind``'s natural key added."""
+    for name in natural_key(kind):
+        if name in _DERIVED_KEY_COLUMNS and name not in frame.columns:
+            frame = frame.withColumn(name, _DERIVED_KEY_COLUMNS[name]())
+    return frame
+
+
+def deduplicate(frame: DataFrame, kind: str) -> DataFrame:
+    """One row per natural key: the one ingested first (ties broken by payload text)."""
+    key = natural_key(kind)
+    order = [F.col(c).asc_nulls_last() for c in ("ingest_time", "payload") if c in frame.columns]
+    window = Window.partitionBy(*key).orderBy(*order or [F.lit(0)])
+    added = [c for c in key if c not in frame.columns]
+    return (with_key(frame, kind).withColumn("_first", F.row_number().over(window))
+            .where(F.col("_first") == 1).drop("_first", *added))
+
+
+def new_rows(batch: DataFrame, existing: DataFrame, *, dataset: Dataset = "prices") -> DataFrame:
+    """Rows of ``batch`` whose natural key silver does not hold yet."""
+    key = natural_key(dataset)
+    added = [c for c in key if c not in batch.columns]
+    left = with_key(batch, dataset).alias("_new")
+    right = with_key(existing, dataset).select(*key).alias("_old")
+    same = [F.col(f"_new.{c}").eqNullSafe(F.col(f"_old.{c}")) for c in key]
+    return left.join(right, on=same, how="left_anti").drop(*added)
+
+
+# -- enrichment ------------------------------------------------------------------------
+
+MAPPING_SCHEMA = "asset_id string, symbol string, chain string, contract_address string"
+
+
+def asset_mapping_rows(assets: Iterable[Asset]) -> list[tuple[str, str, str, str | None]]:
+    """``(asset_id, symbol, chain, contract_address)`` per catalog asset, for
+    :func:`asset_mapping`; the contract is on the asset's primary chain."""
+    return [(a.asset_id, a.symbol, a.blockchain_network, a.contract_address) for a in assets]
+
+
+def asset_mapping(spark: SparkSession, assets: Iterable[Asset]) -> DataFrame:
+    """The catalog as a mapping frame in :data:`MAPPING_SCHEMA` for :func:`resolve_asset_ids`."""
+    return spark.createDataFrame(asset_mapping_rows(assets), schema=MAPPING_SCHEMA)
+
+
+def _address(column: Column) -> Column:
+    """A contract address compared as written, except EVM hex, which is case-insensitive."""
+    trimmed = F.trim(column)
+    return F.when(trimmed.startswith("0x") | trimmed.startswith("0X"),
+                  F.lower(trimmed)).otherwise(trimmed)
+
+
+def resolve_asset_ids(bronze: DataFrame, mapping: DataFrame) -> DataFrame:
+    """Fill a missing ``asset_id`` from the payload's contract or symbol.
+
+    A row without ``asset_id`` is matched on ``(chain, contract_address)`` (or
+    ``address``) when the payload names the chain, on the address alone when it names
+    none and the address belongs to one asset only, and failing both on ``symbol``
+    (case-insensitive). A contract wins over a symbol, which tokens share in the wild.
+    Rows that match nothing keep a null ``asset_id`` for validation to judge.
+
+    Args:
+        bronze: Rows with ``asset_id`` and ``payload`` (JSON text).
+        mapping: The catalog in :data:`MAPPING_SCHEMA` (see :func:`asset_mapping`).
+    """
+    def field(name: str) -> Column:
+        return F.get_json_object("payload", f"$.{name}")
+
+    keyed = bronze.select(
+        "*",
+        F.lower(F.trim(field("symbol"))).alias("_sym"),
+        _address(F.coalesce(field("contract_address"), field("address"))).alias("_addr"),
+        F.lower(F.trim(field("chain"))).alias("_chain"),
+    )
+    contracts = mapping.where(F.col("contract_address").isNotNull()).select(
+        F.lower(F.trim("chain")).alias("_chain"), _address(F.col("contract_address")).alias("_addr"),
+        F.col("asset_id").alias("_by_chain"),
+    ).dropDuplicates(["_chain", "_addr"])
+    sole = (contracts.groupBy("_addr").agg(F.countDistinct("_by_chain").alias("_n"),
+                                           F.first("_by_chain").alias("_by_addr"))
+            .where(F.col("_n") == 1).drop("_n"))
+    symbols = (mapping.select(F.lower(F.trim("symbol")).alias("_sym"),
+                              F.col("asset_id").alias("_by_sym"))
+               .dropDuplicates(["_sym"]))
+    joined = (keyed.join(F.broadcast(contracts), on=["_chain", "_addr"], how="left")
+              .join(F.broadcast(sole), on="_addr", how="left")
+              .join(F.broadcast(symbols), on="_sym", how="left"))
+    by_addr = F.when(F.col("_chain").isNull(), F.col("_by_addr"))
+    asset = F.coalesce(F.col("asset_id"), F.col("_by_chain"), by_addr, F.col("_by_sym"))
+    return joined.withColumn("asset_id", asset).select(*bronze.columns)
+
+
+def to_usd(frame: DataFrame, columns: Iterable[str], *,
+           rates: Mapping[str, float] | None = None) -> DataFrame:
+    """Money ``columns`` in USD, from the row's ``currency`` (USD where null).
+
+    Adds ``usd_rate`` (USD per unit of the currency, null where ``rates`` has none,
+    which leaves the columns null too: validation refuses such a row).
+
+    Args:
+        rates: USD per unit, keyed by currency code (case-insensitive);
+            :data:`DEFAULT_USD_RATES` by default.
+    """
+    table = {k.upper(): float(v)
+             for k, v in (DEFAULT_USD_RATES if rates is None else rates).items()}
+    code = F.upper(F.trim(F.coalesce(F.col("currency"), F.lit("USD"))))
+    lookup = F.create_map(*[F.lit(x) for kv in table.items() for x in kv])
+    rate = F.try_element_at(lookup, code) if table else F.lit(None).cast("double")
+    frame = frame.withColumn("usd_rate", rate)
+    for c in columns:
+        frame = frame.withColumn(c, F.col(c) * F.col("usd_rate"))
+    return frame
+
+
+# -- outliers --------------------------------------------------------------------------
+
+def _median_of_sorted(values: Column) -> Column:
+    """The exact median of a sorted array column (null for an empty one)."""
+    n = F.size(values)
+    lower = F.element_at(values, F.floor((n + 1) / 2).cast("int"))
+    upper = F.element_at(values, (F.floor(n / 2) + 1).cast("int"))
+    return F.when(n > 0, (lower + upper) / 2)
+
+
+def flag_outliers(frame: DataFrame, value: Column, *, series: list[str],
+                  threshold: float = OUTLIER_THRESHOLD, window: int = OUTLIER_WINDOW,
+                  min_scale: float = PRICE_MIN_SCALE, name: str = "outlier") -> DataFrame:
+    """Add boolean ``name``: the row's ``value`` is a Hampel outlier within its series.
+
+    ``z = |value - median of the row and its window neighbours on each side|`` over
+    ``max(1.4826 * median of those distances over the series, min_scale)``, ordered by
+    ``event_time``; ``z > threshold`` flags. Rows whose ``value`` is null are neither
+    flagged nor neighbours. Pass log values, so that scale and floor are relative.
+    """
+    frame = frame.withColumn("_v", value)
+    parts = [*series, F.col("_v").isNull()]
+    local = Window.partitionBy(*parts).orderBy("event_time").rowsBetween(-window, window)
+    # Spark has no windowed median: sort the frame's values once, then pick the middle.
+    frame = (frame.withColumn("_near", F.array_sort(F.collect_list("_v").over(local)))
+             .withColumn("_dev", F.abs(F.col("_v") - _median_of_sorted(F.col("_near"))))
+             .drop("_near"))
+    spread = F.median("_dev").over(Window.partitionBy(*parts))
+    scale = F.greatest(F.lit(_MAD_TO_SIGMA) * spread, F.lit(min_scale))
+    flagged = F.coalesce(F.col("_dev") / scale > threshold, F.lit(False))
+    return frame.withColumn(name, flagged).drop("_v", "_dev")
+
+
+def _soft_outliers(tagged: DataFrame, column: str, *,
+                   transform: Callable[[Column], Column], rule: str,
+                   series: list[str], context: DataFrame | None, threshold: float,
+                   window: int, min_scale: float) -> DataFrame:
+    """Tag rows that broke no hard rule with the soft ``rule`` where ``transform`` of
+    ``column`` is an outlier (see :func:`flag_outliers`), and add ``outlier``.
+
+    ``context`` rows (they need ``series``, ``event_time`` and ``column``) serve as
+    neighbours only and do not come back.
+    """
+    rows = tagged.withColumn("_ctx", F.lit(False))
+    if context is not None:
+        ctx = context.select(*series, "event_time", column).withColumn("_ctx", F.lit(True))
+        rows = rows.unionByName(ctx, allowMissingColumns=True)
+    checked = F.when(F.col("rule").isNull(), transform(F.col(column)))
+    flagged = flag_outliers(rows, checked, series=series, threshold=threshold, window=window,
+                            min_scale=min_scale, name="outlier")
+    return (flagged.where(~F.col("_ctx")).drop("_ctx")
+            .withColumn("rule", F.when(F.col("outlier"), F.lit(rule)).otherwise(F.col("rule"))))
+
+
+# -- rules -----------------------------------------------------------------------------
+
+def _tag(frame: DataFrame, rules: list[tuple[str, Column]]) -> DataFrame:
+    """Add ``rule``: the first of ``rules`` whose condition holds (a null condition,
+    from a null field, counts as broken), or null."""
+    rule = F.lit(None).cast("string")
+    for name, broken in reversed(rules):
+        rule = F.when(F.coalesce(broken, F.lit(True)), F.lit(name)).otherwise(rule)
+    return frame.withColumn("rule", rule)
+
+
+def _time_rules(now: datetime, oldest: str) -> list[tuple[str, Column]]:
+    return [
+        ("future_timestamp",
+         F.col("event_time") > F.lit(now).cast("timestamp") + F.expr(FUTURE_TOLERANCE)),
+        ("too_old", F.col("event_time") < F.lit(oldest).cast("timestamp")),
+    ]
+
+
+def _not_finite(column: Column) -> Column:
+    return F.isnan(column) | (F.abs(column) == float("inf"))
+
+
+def _blank(column: Column) -> Column:
+    return column.isNull() | (F.trim(column) == "")
+
+
+# -- prices ----------------------------------------------------------------------------
+
+def parse_prices(bronze: DataFrame, *, rates: Mapping[str, float] | None = None) -> DataFrame:
+    """Bronze price rows → flat price rows in USD (ticks become one-point bars).
+
+    Adds ``premium_to_nav`` (close / nav - 1 where both are known) and ``usd_rate``
+    (see :func:`to_usd`); ``interval`` is a bar's, null for a tick.
+    """
     p = F.from_json(F.col("payload"), PAYLOAD_SCHEMA)
     tick = F.col("kind") == "tick"
-    return bronze.select(
+    flat = bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
         F.when(tick, p["price"]).otherwise(p["open"]).alias("open"),
         F.when(tick, p["price"]).otherwise(p["high"]).alias("high"),
@@ -50,53 +421,177 @@ def parse_prices(bronze: DataFrame) -> DataFrame:
         F.when(tick, p["price"]).otherwise(p["close"]).alias("close"),
         F.coalesce(p["volume"], F.lit(0.0)).alias("volume"),
         p["nav"].alias("nav"),
+        F.when(~tick, F.coalesce(p["interval"], F.lit("1h"))).alias("interval"),
+        p["currency"].alias("currency"),
     )
+    usd = to_usd(flat, ["open", "high", "low", "close", "nav"], rates=rates).drop("currency")
+    premium = F.when(F.col("nav") > 0, F.col("close") / F.col("nav") - 1)
+    return usd.withColumn("premium_to_nav", premium)
 
 
-def _rules(known_assets: Column, now: datetime) -> list[tuple[str, Column]]:
-    """(rule name, condition that breaks it), checked in this order."""
+def _price_rules(known_assets: Column, now: datetime) -> list[tuple[str, Column]]:
+    """(rule name, condition that breaks it) of the hard price rules, checked in order."""
     prices = [F.col(c) for c in ("open", "high", "low", "close")]
     return [
         ("unknown_asset", ~known_assets),
-        ("missing_price", F.greatest(*[c.isNull().cast("int") for c in prices]) == 1),
+        ("unknown_currency", F.col("usd_rate").isNull()),
+        ("missing_price", F.greatest(*[(c.isNull() | _not_finite(c)).cast("int")
+                                       for c in prices]) == 1),
         ("non_positive_price", F.least(*prices) <= 0),
         ("ohlc_inconsistent",
          (F.col("low") > F.least("open", "close")) | (F.col("high") < F.greatest("open", "close"))),
-        ("negative_volume", F.col("volume") < 0),
-        ("future_timestamp", F.col("event_time") > F.lit(now).cast("timestamp") + F.expr("INTERVAL 5 MINUTES")),
-        ("too_old", F.col("event_time") < F.lit(OLDEST_EVENT).cast("timestamp")),
+        ("negative_volume", (F.col("volume") < 0) | _not_finite(F.col("volume"))),
+        *_time_rules(now, OLDEST_EVENT),
     ]
 
 
-def validate_prices(parsed: DataFrame, known_asset_ids: list[str], now: datetime) -> DataFrame:
-    """Add ``rule``: the first rule a row breaks, or null for a valid row."""
-    rule = F.lit(None).cast("string")
-    for name, broken in reversed(_rules(F.col("asset_id").isin(known_asset_ids), now)):
-        rule = F.when(F.coalesce(broken, F.lit(True)), F.lit(name)).otherwise(rule)
-    return parsed.withColumn("rule", rule)
+def validate_prices(parsed: DataFrame, known_asset_ids: list[str], now: datetime, *,
+                    context: DataFrame | None = None,
+                    outlier_threshold: float = OUTLIER_THRESHOLD,
+                    outlier_window: int = OUTLIER_WINDOW,
+                    outlier_min_scale: float = PRICE_MIN_SCALE) -> DataFrame:
+    """Add ``rule`` (the first rule a row breaks, null for a valid row) and ``outlier``.
+
+    ``price_outlier`` is checked on rows that pass every other rule: the log close
+    against its neighbours of the same asset (all sources and kinds), see
+    :func:`flag_outliers`.
+
+    Args:
+        parsed: From :func:`parse_prices`.
+        context: Earlier silver price rows (``asset_id``, ``event_time``, ``close``),
+            used as neighbours only, e.g. the last hours before the batch.
+    """
+    if "usd_rate" not in parsed.columns:  # parsed by an older caller: USD only
+        parsed = parsed.withColumn("usd_rate", F.lit(1.0))
+    tagged = _tag(parsed, _price_rules(F.col("asset_id").isin(known_asset_ids), now))
+    return _soft_outliers(tagged, "close", transform=F.log, rule="price_outlier",
+                          series=["asset_id"], context=context, threshold=outlier_threshold,
+                          window=outlier_window, min_scale=outlier_min_scale)
 
 
-def to_silver(validated: DataFrame) -> DataFrame:
-    """Valid rows, one per natural key, in the silver shape."""
-    return (
-        validated.where(F.col("rule").isNull())
-        .dropDuplicates(NATURAL_KEY)
-        .withColumn("date", F.to_date("event_time"))
-        .select(*SILVER_COLUMNS)
+# -- on-chain --------------------------------------------------------------------------
+
+def parse_onchain(bronze: DataFrame) -> DataFrame:
+    """Bronze on-chain rows → one column per metric, plus ``chain``."""
+    p = F.from_json(F.col("payload"), ONCHAIN_PAYLOAD_SCHEMA)
+    return bronze.select(
+        "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
+        *[p[m].alias(m) for m in ONCHAIN_METRICS],
+        F.lower(F.trim(p["chain"])).alias("chain"),
     )
 
 
+def validate_onchain(parsed: DataFrame, known_asset_ids: list[str], now: datetime, *,
+                     context: DataFrame | None = None,
+                     outlier_threshold: float = OUTLIER_THRESHOLD,
+                     outlier_window: int = OUTLIER_WINDOW,
+                     outlier_min_scale: float = HOLDER_MIN_SCALE) -> DataFrame:
+    """Add ``rule`` and ``outlier`` to on-chain rows.
+
+    Rules: ``unknown_asset``; ``empty_metrics`` (no metric at all); ``negative_metric``
+    (a count or flow below zero or not finite); ``nav_non_positive``;
+    ``apy_out_of_range`` (outside :data:`APY_RANGE` or not finite);
+    ``future_timestamp``; ``too_old``; and the soft ``onchain_outlier``: a holder count
+    out of line with its neighbours of the same source, asset and chain.
+
+    Args:
+        context: Earlier silver on-chain rows, neighbours only (see
+            :func:`validate_prices`).
+    """
+    metrics = [F.col(m) for m in ONCHAIN_METRICS]
+    negative = F.greatest(*[F.coalesce((F.col(m) < 0) | _not_finite(F.col(m)), F.lit(False))
+                            .cast("int") for m in ONCHAIN_NON_NEGATIVE]) == 1
+    apy = F.col("apy")
+    rules = [
+        ("unknown_asset", ~F.col("asset_id").isin(known_asset_ids)),
+        ("empty_metrics", F.coalesce(*metrics).isNull()),
+        ("negative_metric", negative),
+        ("nav_non_positive", F.coalesce((F.col("nav") <= 0) | _not_finite(F.col("nav")),
+                                        F.lit(False))),
+        ("apy_out_of_range", F.coalesce((apy < APY_RANGE[0]) | (apy > APY_RANGE[1])
+                                        | _not_finite(apy), F.lit(False))),
+        *_time_rules(now, OLDEST_EVENT),
+    ]
+    tagged = _tag(parsed, rules)
+    flagged = _soft_outliers(tagged, "holder_count", transform=F.log1p, rule="onchain_outlier",
+                             series=["source", "asset_id", "chain"], context=context,
+                             threshold=outlier_threshold, window=outlier_window,
+                             min_scale=outlier_min_scale)
+    return flagged.select(*[F.when(~_not_finite(F.col(c)), F.col(c).cast("long")).alias(c)
+                            if c in _ONCHAIN_COUNTS else c for c in flagged.columns])
+
+
+# -- macro -----------------------------------------------------------------------------
+
+def parse_macro(bronze: DataFrame) -> DataFrame:
+    """Bronze macro rows → ``series``, ``value``, ``unit``, ``country``, ``frequency``."""
+    p = F.from_json(F.col("payload"), MACRO_PAYLOAD_SCHEMA)
+    return bronze.select(
+        "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
+        F.trim(p["series"]).alias("series"), p["value"].alias("value"),
+        p["unit"].alias("unit"), p["country"].alias("country"), p["frequency"].alias("frequency"),
+    )
+
+
+def validate_macro(parsed: DataFrame, now: datetime) -> DataFrame:
+    """Add ``rule`` to macro rows: ``missing_series``, ``non_finite_value`` (null, NaN or
+    infinite), ``future_timestamp`` (the same 5 minutes' tolerance as all kinds) and
+    ``too_old`` (before :data:`OLDEST_MACRO_EVENT`)."""
+    value = F.col("value")
+    return _tag(parsed, [
+        ("missing_series", _blank(F.col("series"))),
+        ("non_finite_value", value.isNull() | _not_finite(value)),
+        *_time_rules(now, OLDEST_MACRO_EVENT),
+    ])
+
+
+# -- news ------------------------------------------------------------------------------
+
+def parse_news(bronze: DataFrame) -> DataFrame:
+    """Bronze news rows → article columns; ``assets`` and ``issuers`` as arrays."""
+    p = F.from_json(F.col("payload"), NEWS_PAYLOAD_SCHEMA)
+    empty = F.array().cast("array<string>")
+    return bronze.select(
+        "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
+        p["title"].alias("title"), p["body"].alias("body"),
+        F.nullif(F.trim(p["url"]), F.lit("")).alias("url"),
+        p["outlet"].alias("outlet"), F.coalesce(p["lang"], F.lit("en")).alias("lang"),
+        F.coalesce(p["assets"], empty).alias("assets"),
+        F.coalesce(p["issuers"], empty).alias("issuers"),
+    )
+
+
+def validate_news(parsed: DataFrame, known_asset_ids: list[str], now: datetime) -> DataFrame:
+    """Add ``rule`` to news rows: ``empty_title``, ``unknown_asset`` (only where the
+    envelope names an asset), ``future_timestamp``, ``too_old``."""
+    asset = F.col("asset_id")
+    return _tag(parsed, [
+        ("empty_title", _blank(F.col("title"))),
+        ("unknown_asset", asset.isNotNull() & ~asset.isin(known_asset_ids)),
+        *_time_rules(now, OLDEST_EVENT),
+    ])
+
+
+# -- silver and quarantine -------------------------------------------------------------
+
+def to_silver(validated: DataFrame, *, dataset: Dataset = "prices") -> DataFrame:
+    """Rows that broke no rule or only a soft one, one per natural key, in the
+    dataset's silver shape (:data:`COLUMNS`)."""
+    kept = validated.where(F.col("rule").isNull() | F.col("rule").isin(*SOFT_RULES))
+    if "outlier" in COLUMNS[dataset] and "outlier" not in kept.columns:
+        kept = kept.withColumn("outlier", F.lit(False))
+    return (deduplicate(kept, dataset)
+            .withColumn("date", F.to_date("event_time"))
+            .select(*COLUMNS[dataset]))
+
+
 def rejected(validated: DataFrame) -> DataFrame:
-    """Rows that broke a rule, with the rule and the raw record for the quarantine."""
+    """Rows that broke a rule (soft ones included), with the rule and the raw record
+    for the quarantine."""
     return validated.where(F.col("rule").isNotNull()).select(
         "rule",
         F.to_json(F.struct("source", "kind", "asset_id", "event_time", "payload")).alias("record"),
     )
-
-
-def new_rows(batch: DataFrame, existing: DataFrame) -> DataFrame:
-    """Rows of ``batch`` whose natural key silver does not hold yet."""
-    return batch.join(existing.select(*NATURAL_KEY), on=NATURAL_KEY, how="left_anti")
 
 
 def within_hours(rows: DataFrame, hours: DataFrame) -> DataFrame:
@@ -106,16 +601,5 @@ def within_hours(rows: DataFrame, hours: DataFrame) -> DataFrame:
 
 
 def hourly_bars(silver: DataFrame) -> DataFrame:
-    """OHLCV bars per asset and hour: first open, max high, min low, last close, summed volume."""
-    return (
-        silver.withColumn("time", F.date_trunc("hour", "event_time"))
-        .groupBy("asset_id", "time")
-        .agg(
-            F.min_by("open", "event_time").alias("open"),
-            F.max("high").alias("high"),
-            F.min("low").alias("low"),
-            F.max_by("close", "event_time").alias("close"),
-            F.sum("volume").alias("volume"),
-        )
-        .select("time", "asset_id", "open", "high", "low", "close", "volume")
-    )
+    """OHLCV bars per asset and hour (see :func:`pipeline.aggregates.bars`)."""
+    return aggregates.bars(silver, "1h")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,3 +88,80 @@ def test_hourly_bars_take_first_open_last_close_and_extremes(spark) -> None:
     assert (paxg["open"], paxg["high"], paxg["low"], paxg["close"], paxg["volume"]) == (100.0, 110.0, 95.0, 103.0, 5.0)
     assert paxg["time"].replace(tzinfo=UTC) == (NOW - timedelta(hours=1)).replace(minute=0)
     assert bars["buidl"]["volume"] == 10.0
+
+
+def _walk(asset: str, n: int, *, seed: int, step: float = 0.003, start: float = 100.0) -> list[dict]:
+    """``n`` ticks a minute apart: a random walk with ``step`` log volatility per tick."""
+    rng = random.Random(seed)
+    price, rows = start, []
+    for i in range(n):
+        price *= math.exp(rng.gauss(0.0, step))
+        rows.append(_row("tick", asset, i, price=price, volume=1.0))
+    return rows
+
+
+def _rules_by_minute(validated) -> dict[int, str | None]:
+    start = NOW - timedelta(hours=1)
+    return {int((r["event_time"].replace(tzinfo=UTC) - start).total_seconds() // 60): r["rule"]
+            for r in validated.collect()}
+
+
+def test_a_spike_is_flagged_kept_in_silver_quarantined_and_left_out_of_bars(spark) -> None:
+    rows = _walk("paxg", 30, seed=1)
+    spike = json.loads(rows[12]["payload"])["price"] * 10
+    rows[12] = _row("tick", "paxg", 12, price=spike, volume=1.0)
+    validated = _validated(spark, rows).cache()
+    got = _rules_by_minute(validated)
+    assert {m for m, rule in got.items() if rule} == {12}
+    assert got[12] == "price_outlier"
+
+    stored = {r["close"]: r["outlier"] for r in silver.to_silver(validated).collect()}
+    assert len(stored) == 30 and stored[spike] is True and sum(stored.values()) == 1
+    assert [r["rule"] for r in silver.rejected(validated).collect()] == ["price_outlier"]
+    bar = silver.hourly_bars(silver.to_silver(validated)).collect()[0]
+    assert bar["high"] < spike / 5
+
+
+def test_ordinary_moves_and_a_lasting_level_shift_are_not_outliers(spark) -> None:
+    calm = _walk("paxg", 40, seed=2)  # 0.3 % a tick, fat moves included by chance
+    impaired = _walk("buidl", 30, seed=3, step=0.0005)
+    for i in range(15, 30):  # a 6 % impairment at minute 15 that lasts
+        price = json.loads(impaired[i]["payload"])["price"] * 0.94
+        impaired[i] = _row("tick", "buidl", i, price=price, volume=1.0)
+    assert all(r["rule"] is None for r in _validated(spark, [*calm, *impaired]).collect())
+
+
+def test_context_rows_are_neighbours_only(spark) -> None:
+    history = silver.to_silver(_validated(spark, _walk("paxg", 10, seed=4)))
+    late = [_row("tick", "paxg", 20, price=1000.0, volume=1.0)]
+    alone = _validated(spark, late).collect()
+    assert [r["rule"] for r in alone] == [None]  # nothing to compare with
+    parsed = silver.parse_prices(_frame(spark, late))
+    with_context = silver.validate_prices(parsed, KNOWN, NOW, context=history).collect()
+    assert [(r["rule"], r["outlier"]) for r in with_context] == [("price_outlier", True)]
+
+
+def test_prices_in_other_currencies_become_usd_and_nav_stays_apart(spark) -> None:
+    rows = [
+        _row("tick", "paxg", 1, price=2000.0, volume=1.0, currency="EUR"),
+        _row("tick", "paxg", 2, price=2000.0, volume=1.0, currency="GBP"),
+        _row("tick", "buidl", 3, price=1.01, volume=1.0, nav=1.0, currency="usdc"),
+        _row("bar", "paxg", 4, open=1.0, high=1.0, low=1.0, close=1.0, volume=0.0, interval="1d"),
+    ]
+    parsed = silver.parse_prices(_frame(spark, rows), rates={"USD": 1.0, "USDC": 1.0, "EUR": 1.1})
+    eur, gbp, usdc, daily = sorted(silver.validate_prices(parsed, KNOWN, NOW).collect(),
+                                   key=lambda r: r["event_time"])
+    assert eur["close"] == pytest.approx(2200.0) and eur["rule"] is None
+    assert gbp["rule"] == "unknown_currency"
+    assert usdc["nav"] == 1.0 and usdc["close"] == 1.01
+    assert usdc["premium_to_nav"] == pytest.approx(0.01) and eur["premium_to_nav"] is None
+    assert (daily["interval"], eur["interval"]) == ("1d", None)
+    # The default rates know USD and the dollar stablecoins only.
+    default = silver.validate_prices(silver.parse_prices(_frame(spark, rows[:1])), KNOWN, NOW)
+    assert [r["rule"] for r in default.collect()] == ["unknown_currency"]
+
+
+def test_price_silver_shape(spark) -> None:
+    batch = silver.to_silver(_validated(spark, [_row("tick", "paxg", 1, price=1.0, volume=1.0)]))
+    assert batch.columns == silver.COLUMNS["prices"]
+    assert set(silver.SILVER_COLUMNS) < set(batch.columns)
