@@ -80,14 +80,22 @@ class PipelineActor:
         if not self.remote_lake:
             return
         from core import broker, lake
-        from pipeline.lake_mirror import mirror_bronze, upload_tree
+        from pipeline.lake_mirror import mirror_bronze
 
-        mirror_bronze(self.settings.lake_root, broker.PRICE_RAW,
-                      lake.bronze_dir(self.spark_lake, broker.PRICE_RAW))
-        upload_tree(lake.silver_dir(self.spark_lake, "prices"), self.settings.lake_root, "prices")
+        for topic in broker.RAW_TOPICS:
+            mirror_bronze(self.settings.lake_root, topic, lake.bronze_dir(self.spark_lake, topic))
+        self._upload_silver()
+
+    def _upload_silver(self) -> None:
+        from core import lake
+        from pipeline.lake_mirror import upload_tree
+
+        for dataset in ("prices", "onchain", "macro", "news"):
+            upload_tree(lake.silver_dir(self.spark_lake, dataset), self.settings.lake_root,
+                        dataset)
 
     def _start_stream(self) -> None:
-        from pipeline.streaming import start_price_stream
+        from pipeline.streaming import start_silver_stream
 
         if self.query is not None:
             # A stream that stopped by itself failed: count it, then resume from the
@@ -95,7 +103,7 @@ class PipelineActor:
             self.stream_restarts += 1
             log.error("silver stream stopped (%s); restarting from its checkpoint",
                       self.query.exception())
-        self.query = start_price_stream(
+        self.query = start_silver_stream(
             self.spark, self.db, lake_root=self.spark_lake, asset_ids=self.asset_ids,
             trigger_s=self.settings.pipeline.interval_s,
             max_files_per_trigger=MAX_FILES_PER_TRIGGER, on_batch=self._on_batch)
@@ -107,11 +115,7 @@ class PipelineActor:
         self.batches += 1
         self.last = asdict(result) | {"batch_id": batch_id, "at": time.time()}
         if self.remote_lake and result.silver_new:
-            from core import lake
-            from pipeline.lake_mirror import upload_tree
-
-            upload_tree(lake.silver_dir(self.spark_lake, "prices"), self.settings.lake_root,
-                        "prices")
+            self._upload_silver()
 
     def stats(self) -> dict[str, Any]:
         from pipeline.streaming import progress

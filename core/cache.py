@@ -28,6 +28,11 @@ def latest_price_key(asset_id: str) -> str:
     return f"rwa:latest:{asset_id}"
 
 
+def stats_24h_key(asset_id: str) -> str:
+    """An asset's 24 h figures (open, high, low, close, volume, change) computed from gold."""
+    return f"rwa:stats24h:{asset_id}"
+
+
 def prediction_key(asset_id: str, horizon: int) -> str:
     return f"rwa:prediction:{asset_id}:{horizon}"
 

@@ -14,7 +14,8 @@ from pyspark.sql import functions as F
 
 from core import broker, lake
 from core.db import SyncDb
-from pipeline.prices import CycleResult, _inspect, process_prices
+from pipeline.cycles import process_batch, total
+from pipeline.prices import CycleResult, _inspect
 
 log = logging.getLogger(__name__)
 
@@ -29,35 +30,36 @@ class BackfillResult:
     gold_bars: int = 0
 
 
-def backfill_prices(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list[str],
-                    start: datetime, end: datetime, chunk_files: int = 200,
-                    progress: Callable[[int, int], None] | None = None) -> BackfillResult:
-    """Reprocess bronze price rows with ``start <= event_time < end``.
+def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list[str],
+             start: datetime, end: datetime, chunk_files: int = 200,
+             progress: Callable[[int, int], None] | None = None) -> BackfillResult:
+    """Reprocess bronze rows of every raw topic with ``start <= event_time < end``.
 
     Args:
         progress: Called with (files done, files in all) after each chunk.
     """
-    files = lake.list_parquet(lake.bronze_dir(lake_root, broker.PRICE_RAW))
-    total = BackfillResult(files=len(files))
+    files = [p for topic in broker.RAW_TOPICS
+             for p in lake.list_parquet(lake.bronze_dir(lake_root, topic))]
+    summary = BackfillResult(files=len(files))
     readable = []
     for path in files:
         _, why = _inspect(path)
         if why:
-            total.unreadable += 1
+            summary.unreadable += 1
             log.warning("backfill skips unreadable %s: %s", path, why)
         else:
             readable.append(str(path))
-    done = total.unreadable
+    done = summary.unreadable
     for i in range(0, len(readable), chunk_files):
         chunk = readable[i:i + chunk_files]
         frame = spark.read.parquet(*chunk).where(
             (F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
-        part: CycleResult = process_prices(spark, db, frame, lake_root=lake_root,
-                                           asset_ids=asset_ids)
+        part: CycleResult = total(process_batch(spark, db, frame, lake_root=lake_root,
+                                                asset_ids=asset_ids))
         for f in fields(CycleResult):
             if f.name != "files":
-                setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+                setattr(summary, f.name, getattr(summary, f.name) + getattr(part, f.name))
         done += len(chunk)
         if progress is not None:
             progress(done, len(files))
-    return total
+    return summary

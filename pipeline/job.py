@@ -15,7 +15,7 @@ from core.catalog import load_catalog
 from core.db import SyncDb
 from core.errors import ConfigError
 from core.settings import Settings
-from pipeline.backfill import backfill_prices
+from pipeline.backfill import backfill
 from pipeline.spark import start_spark, stop_spark
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                         executor_memory=sp.executor_memory)
     db = SyncDb(settings.database_url.get_secret_value())
     try:
-        result = backfill_prices(spark, db, lake_root=settings.lake_root,
+        result = backfill(spark, db, lake_root=settings.lake_root,
                                  asset_ids=[a.asset_id for a in load_catalog()],
                                  start=args.start, end=args.end)
         print(json.dumps(result.__dict__))

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from core import broker, lake
 from core.db import SyncDb
-from pipeline import gold, silver
+from pipeline import aggregates, gold, silver
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,25 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     # completes gold. Whole hours from silver, so the upsert overwrites, never adds.
     touched = batch.select(F.date_trunc("hour", "event_time").alias("hour")).distinct()
     stored = spark.read.parquet(str(silver_path)).where(F.col("date").isin(dates))
-    hours = silver.hourly_bars(silver.within_hours(stored, touched))
-    handoff = lake.gold_dir(lake_root, "price_bars_1h") / f"batch={uuid.uuid4().hex}"
-    hours.coalesce(1).write.mode("overwrite").parquet(str(handoff))
-    records = gold.read_bar_records(handoff)
-    result.gold_bars = db.run(lambda c: gold.load_price_bars(c, records))
-    shutil.rmtree(handoff, ignore_errors=True)
+    in_hours = silver.within_hours(stored, touched).localCheckpoint()
+    result.gold_bars = _load_bars(db, lake_root, aggregates.bars(in_hours, "1h"), "1h")
+    _load_bars(db, lake_root, aggregates.bars(in_hours, "1m"), "1m")
+    _load_bars(db, lake_root, aggregates.bars(stored, "1d"), "1d")  # whole touched days
     quarantine = [(r["rule"], r["record"]) for r in silver.rejected(validated).collect()]
     result.quarantined = len(quarantine)
     db.run(lambda c: gold.record_quarantine(c, STAGE, quarantine))
     return result
+
+
+def _load_bars(db: SyncDb, lake_root: str, bars: DataFrame, interval: str) -> int:
+    """Spark's bars → Parquet hand-off → COPY + upsert into the interval's table."""
+    handoff = lake.gold_dir(lake_root, f"price_bars_{interval}") / f"batch={uuid.uuid4().hex}"
+    bars.coalesce(1).write.mode("overwrite").parquet(str(handoff))
+    try:
+        records = gold.read_bar_records(handoff)
+        return db.run(lambda c: gold.load_price_bars(c, records, interval=interval))
+    finally:
+        shutil.rmtree(handoff, ignore_errors=True)
 
 
 def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,

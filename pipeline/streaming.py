@@ -1,7 +1,8 @@
 """Streaming silver: Spark Structured Streaming's file source over bronze, checkpointed.
 
-Each micro-batch is handed to the same idempotent function the batch backfill uses
-(:func:`pipeline.prices.process_prices`), inside ``foreachBatch``. A job killed
+One query watches every raw topic's bronze folder; each micro-batch is handed, inside
+``foreachBatch``, to the same idempotent step the batch backfill uses
+(:func:`pipeline.cycles.process_batch`), which routes each kind to its dataset. A job killed
 mid-batch has not committed that batch to its checkpoint, so on restart Spark replays
 it; silver appends only natural keys it does not hold and gold recomputes whole hours,
 so every valid row ends up in silver exactly once.
@@ -24,7 +25,8 @@ from pyspark.sql.streaming import StreamingQuery
 from core import broker, lake
 from core.db import SyncDb
 from pipeline import gold
-from pipeline.prices import CycleResult, _inspect, process_prices
+from pipeline.cycles import process_batch, total
+from pipeline.prices import CycleResult, _inspect
 
 log = logging.getLogger(__name__)
 
@@ -40,47 +42,49 @@ def checkpoint_dir(lake_root: str, name: str) -> Path:
     return Path(lake_root) / "_checkpoints" / name
 
 
-def start_price_stream(spark: SparkSession, db: SyncDb, *, lake_root: str,
-                       asset_ids: list[str], trigger_s: float = 5.0,
-                       max_files_per_trigger: int = 500,
-                       on_batch: Callable[[int, CycleResult], None] | None = None,
-                       ) -> StreamingQuery:
-    """Start the price silver stream; it runs in Spark's threads until stopped.
+def start_silver_stream(spark: SparkSession, db: SyncDb, *, lake_root: str,
+                        asset_ids: list[str], trigger_s: float = 5.0,
+                        max_files_per_trigger: int = 500,
+                        on_batch: Callable[[int, CycleResult], None] | None = None,
+                        ) -> StreamingQuery:
+    """Start the silver stream over all raw topics; it runs in Spark's threads until
+    stopped.
 
     Args:
-        on_batch: Called after each micro-batch with its id and figures.
+        on_batch: Called after each micro-batch with its id and summed figures.
     """
     spark.conf.set("spark.sql.files.ignoreCorruptFiles", "true")
-    source = lake.bronze_dir(lake_root, broker.PRICE_RAW)
-    source.mkdir(parents=True, exist_ok=True)
+    for topic in broker.RAW_TOPICS:
+        lake.bronze_dir(lake_root, topic).mkdir(parents=True, exist_ok=True)
+    pattern = str(Path(lake_root) / "bronze" / "*" / "date=*" / "hour=*" / "*.parquet")
     bronze = (spark.readStream.schema(BRONZE_DDL)
               .option("maxFilesPerTrigger", max_files_per_trigger)
-              .parquet(str(source)))
+              .parquet(pattern))
 
     def each(batch_df: DataFrame, batch_id: int) -> None:
-        result = process_prices(spark, db, batch_df, lake_root=lake_root, asset_ids=asset_ids)
-        log.info("silver stream batch %d: %s", batch_id, result)
+        results = process_batch(spark, db, batch_df, lake_root=lake_root, asset_ids=asset_ids)
+        log.info("silver stream batch %d: %s", batch_id, results)
         if on_batch is not None:
-            on_batch(batch_id, result)
+            on_batch(batch_id, total(results))
 
-    return (bronze.writeStream.queryName("silver-prices")
+    return (bronze.writeStream.queryName("silver")
             .foreachBatch(each)
-            .option("checkpointLocation", str(checkpoint_dir(lake_root, "silver-prices")))
+            .option("checkpointLocation", str(checkpoint_dir(lake_root, "silver")))
             .trigger(processingTime=f"{max(trigger_s, 0.5):.1f} seconds")
             .start())
 
 
-def quarantine_unreadable(db: SyncDb, lake_root: str, topic: str = broker.PRICE_RAW) -> int:
+def quarantine_unreadable(db: SyncDb, lake_root: str) -> int:
     """Quarantine bronze files the stream cannot read; each file is checked once."""
     done = {r["path"] for r in db.fetch(
         "SELECT path FROM lake_manifest WHERE stage = $1", CHECK_STAGE)}
-    files = [p for p in lake.list_parquet(lake.bronze_dir(lake_root, topic))
-             if str(p) not in done]
+    files = [p for topic in broker.RAW_TOPICS
+             for p in lake.list_parquet(lake.bronze_dir(lake_root, topic)) if str(p) not in done]
     if not files:
         return 0
     inspected = {p: _inspect(p) for p in files}
     bad = [("unreadable_file", f"{p}: {why}") for p, (_, why) in inspected.items() if why]
-    db.run(lambda c: gold.record_quarantine(c, "silver-prices", bad))
+    db.run(lambda c: gold.record_quarantine(c, "bronze", bad))
     db.run(lambda c: c.executemany(
         "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
         "ON CONFLICT (stage, path) DO NOTHING",

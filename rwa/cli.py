@@ -161,7 +161,7 @@ def pipeline_run(
 
     from core.catalog import load_catalog
     from core.db import SyncDb
-    from pipeline.backfill import backfill_prices
+    from pipeline.backfill import backfill
     from pipeline.spark import local_spark
     from rwa.embedded import find_java_home
 
@@ -175,7 +175,7 @@ def pipeline_run(
     try:
         with Progress(console=console) as bar:
             task = bar.add_task("bronze files", total=None)
-            result = backfill_prices(
+            result = backfill(
                 spark, db, lake_root=s.lake_root, asset_ids=[a.asset_id for a in load_catalog()],
                 start=start, end=end,
                 progress=lambda done, total: bar.update(task, completed=done, total=total))

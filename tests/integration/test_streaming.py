@@ -19,7 +19,7 @@ from core.db import SyncDb
 from pipeline import gold
 from pipeline.bronze import BRONZE_SCHEMA
 from pipeline.prices import process_prices
-from pipeline.streaming import quarantine_unreadable, start_price_stream
+from pipeline.streaming import quarantine_unreadable, start_silver_stream
 from rwa.embedded import EmbeddedPostgres
 from rwa.stack import prepare_database
 
@@ -98,21 +98,21 @@ def test_stream_killed_mid_batch_keeps_each_valid_row_once(spark, dsn: str, tmp_
     real_load = gold.load_price_bars
     crashed: list[int] = []
 
-    async def killed_after_silver(conn, records):
+    async def killed_after_silver(conn, records, **kw):
         if not crashed:
             crashed.append(len(records))
             raise RuntimeError("worker killed mid-batch")
-        return await real_load(conn, records)
+        return await real_load(conn, records, **kw)
 
     monkeypatch.setattr(gold, "load_price_bars", killed_after_silver)
-    query = start_price_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
+    query = start_silver_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
                                trigger_s=0.5)
     with pytest.raises(StreamingQueryException, match="killed mid-batch"):
         query.awaitTermination(timeout=180)
     silver_path = lake.silver_dir(tmp_path, "prices")
     assert spark.read.parquet(str(silver_path)).count() == len(rows)  # written before the kill
 
-    again = start_price_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
+    again = start_silver_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
                                trigger_s=0.5)
     again.processAllAvailable()
     again.stop()
@@ -149,7 +149,7 @@ def test_a_corrupt_bronze_file_is_quarantined_and_the_stream_goes_on(
     (folder / "truncated.parquet").write_bytes(b"PAR1\x00\x01garbage")
     _write(tmp_path, "good", [_bar("buidl", h, 1.0, offset=h) for h in range(3)])
     db = SyncDb(dsn)
-    query = start_price_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
+    query = start_silver_stream(spark, db, lake_root=str(tmp_path), asset_ids=ASSETS,
                                trigger_s=0.5)
     query.processAllAvailable()
     assert query.isActive
@@ -159,4 +159,90 @@ def test_a_corrupt_bronze_file_is_quarantined_and_the_stream_goes_on(
     assert quarantine_unreadable(db, str(tmp_path)) == 0  # each file is checked once
     found = db.fetch("SELECT rule, record FROM quarantine WHERE record LIKE '%truncated.parquet%'")
     assert [r["rule"] for r in found] == ["unreadable_file"]
+    db.close()
+
+
+def _envelope_row(kind: str, asset: str | None, when: datetime, payload: dict, *,
+                  source: str = "test", topic: str = broker.ONCHAIN_RAW, offset: int = 0) -> dict:
+    return {"topic": topic, "partition": 0, "offset": offset, "key": asset or "", "source": source,
+            "kind": kind, "asset_id": asset, "event_time": when, "ingest_time": when,
+            "schema_version": 1, "payload": json.dumps(payload)}
+
+
+def _other_kinds(day: datetime) -> tuple[list[dict], dict[str, str]]:
+    """Valid rows of every non-price kind, plus one bad row per kind and its rule."""
+    rows = []
+    for i, asset in enumerate(ASSETS):
+        for h in (1, 13):
+            rows.append(_envelope_row("onchain", asset, day + timedelta(hours=h),
+                                      {"holder_count": 1000 + i * 10 + h, "transfer_volume": 5.0,
+                                       "chain": "ethereum"}, offset=i * 10 + h))
+    for q, value in enumerate((5.25, 5.5, 5.5)):
+        rows.append(_envelope_row("macro", None, datetime(2024, 1 + 3 * q, 1, tzinfo=UTC),
+                                  {"series": "US.POLICY_RATE", "value": value, "unit": "%"},
+                                  topic=broker.ECONOMIC_RAW, offset=q))
+    for n in range(3):
+        rows.append(_envelope_row("news", "paxg", day + timedelta(hours=2, minutes=n),
+                                  {"title": f"Gold token story {n}", "url": f"https://x.test/{n}",
+                                   "assets": ["paxg"], "issuers": ["Paxos"]},
+                                  topic=broker.NEWS_RAW, offset=n))
+    bad = {
+        "negative_metric": _envelope_row("onchain", "xaut", day + timedelta(hours=3),
+                                         {"holder_count": -5}, offset=500),
+        "non_finite_value": _envelope_row("macro", None, datetime(2024, 2, 1, tzinfo=UTC),
+                                          {"series": "US.CPI", "value": "NaN"},
+                                          topic=broker.ECONOMIC_RAW, offset=501),
+        "empty_title": _envelope_row("news", "paxg", day + timedelta(hours=4), {"title": ""},
+                                     topic=broker.NEWS_RAW, offset=502),
+        "unknown_asset": _envelope_row("onchain", "no-such-token", day + timedelta(hours=5),
+                                       {"holder_count": 3}, offset=503),
+    }
+    return rows, {rule: row["payload"] for rule, row in bad.items()} | {
+        "_rows": [*bad.values()]}  # type: ignore[dict-item]
+
+
+def test_every_kind_reaches_gold_and_bad_records_reach_quarantine(spark, dsn: str,
+                                                                   tmp_path: Path) -> None:
+    from pipeline.cycles import process_batch
+
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)
+    rows, bad = _other_kinds(day)
+    path = _write(tmp_path, "kinds", rows + bad.pop("_rows"))
+    db = SyncDb(dsn)
+    results = process_batch(spark, db, spark.read.parquet(str(path)), lake_root=str(tmp_path),
+                            asset_ids=ASSETS)
+    assert set(results) == {"onchain", "macro", "news"}
+
+    def snapshot() -> tuple:
+        return (
+            [tuple(r) for r in db.fetch(
+                "SELECT asset_id, time, holder_count FROM onchain_metrics WHERE asset_id = ANY($1)"
+                " ORDER BY 1, 2", ASSETS)],
+            [tuple(r) for r in db.fetch(
+                "SELECT series, time, value FROM macro_series WHERE series = 'US.POLICY_RATE' "
+                "ORDER BY 2")],
+            [tuple(r) for r in db.fetch(
+                "SELECT asset_id, time, article_count FROM sentiment_scores WHERE source = 'test'")],
+        )
+
+    onchain, macro, news = snapshot()
+    assert [(a, t) for a, t, _ in onchain] == [(a, day) for a in sorted(ASSETS)]
+    assert [h for _, _, h in onchain] == [1033, 1013, 1023]  # buidl, paxg, xaut: day's last
+    assert [v for _, _, v in macro] == [5.25, 5.5, 5.5]
+    assert news == [("paxg", day + timedelta(hours=2), 3)]
+
+    found = {r["rule"]: r["record"] for r in db.fetch(
+        "SELECT rule, record FROM quarantine WHERE stage LIKE 'silver-%' AND record LIKE '%test%'")}
+    for rule, payload in bad.items():
+        assert rule in found, f"no {rule} in quarantine: {sorted(found)}"
+        assert json.loads(json.loads(found[rule])["payload"]) == json.loads(payload)
+
+    again = process_batch(spark, db, spark.read.parquet(str(path)), lake_root=str(tmp_path),
+                          asset_ids=ASSETS)
+    assert all(r.silver_new == 0 for r in again.values())
+    assert snapshot() == (onchain, macro, news)
+    quarantined = db.fetchval("SELECT count(*) FROM quarantine WHERE stage LIKE 'silver-%' "
+                              "AND record LIKE '%test%'")
+    assert quarantined == len(bad)  # a replay adds nothing to quarantine either
     db.close()

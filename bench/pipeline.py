@@ -1,0 +1,219 @@
+"""Lake throughput: silver on Spark and the gold load into PostgreSQL, in rows per second.
+
+(a) silver: N bronze-shaped price rows (ticks and hourly bars, a few replayed twice and a
+    few invalid) written as Parquet with pyarrow, then, on a local SparkSession
+    (``local[2]``), parse_prices → validate_prices → to_silver → Parquet partitioned by
+    date, exactly the functions the pipeline runs under RayDP. A small warm-up run
+    comes first so the JVM's start and JIT are not counted.
+(b) gold: N hourly bars through ``load_rows`` (COPY into staging, then the upsert) into
+    ``price_data`` of an embedded pgserver: first as new rows, then the same rows again
+    (nothing to write), then every row changed, then new rows into a copy of the table
+    without its foreign key; and reading the bars back from a Spark-style Parquet folder
+    with ``read_records``.
+
+    .venv/bin/python bench/pipeline.py [--rows 1000000] [--skip-silver] [--skip-gold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.catalog import load_catalog
+
+START = datetime(2023, 1, 1, tzinfo=UTC)
+
+
+def bronze_table(rows: int, asset_ids: list[str], *, seed: int = 1) -> pa.Table:
+    """Bronze price rows in the sink's schema: 80 % ticks, 20 % bars, 1 % replays of an
+    earlier row (deduplicated by silver) and 1 % invalid (quarantined by silver)."""
+    from pipeline.bronze import BRONZE_SCHEMA
+
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    cols: dict[str, list] = {f.name: [] for f in BRONZE_SCHEMA}
+    for i in range(rows):
+        if i and rng.random() < 0.01:  # a replay: the same envelope again, later offset
+            j = rng.randrange(i)
+            for name, values in cols.items():
+                values.append(values[j] if name != "offset" else i)
+            continue
+        asset = asset_ids[i % len(asset_ids)]
+        event = START + timedelta(seconds=i)
+        price = 100.0 + rng.random()
+        if rng.random() < 0.8:
+            kind, payload = "tick", {"price": price, "volume": rng.random()}
+        else:
+            kind, payload = "bar", {"open": price, "high": price + 1, "low": price - 1,
+                                    "close": price + 0.5, "volume": 10.0, "interval": "1h"}
+        if rng.random() < 0.01:
+            payload = {"price": -1.0, "volume": 1.0}
+            kind = "tick"
+        for name, value in (("topic", "price-data-raw"), ("partition", i % 3), ("offset", i),
+                            ("key", asset), ("source", "bench"), ("kind", kind),
+                            ("asset_id", asset), ("event_time", event), ("ingest_time", now),
+                            ("schema_version", 1), ("payload", json.dumps(payload))):
+            cols[name].append(value)
+    return pa.Table.from_pydict(cols, schema=BRONZE_SCHEMA)
+
+
+def bench_silver(rows: int, work: Path, asset_ids: list[str]) -> None:
+    from pyspark.sql import SparkSession
+
+    from pipeline import silver
+    from rwa.embedded import find_java_home, use_java
+
+    bronze = work / "bronze"
+    bronze.mkdir()
+    started = time.perf_counter()
+    table = bronze_table(rows, asset_ids)
+    # Files of about the bronze sink's batch size.
+    per_file = 50_000
+    for n, offset in enumerate(range(0, rows, per_file)):
+        pq.write_table(table.slice(offset, per_file), bronze / f"part-{n:05d}.parquet",
+                       compression="zstd")
+    warm = work / "bronze-warm"
+    warm.mkdir()
+    pq.write_table(table.slice(0, 20_000), warm / "part-00000.parquet", compression="zstd")
+    print(f"bronze: {rows:,} rows generated in {time.perf_counter() - started:.1f} s")
+
+    use_java(find_java_home())
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    spark = (SparkSession.builder.master("local[2]").appName("bench-silver")
+             .config("spark.driver.memory", "2g")
+             .config("spark.sql.shuffle.partitions", "4")
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        def run(source: Path, target: Path) -> float:
+            t = time.perf_counter()
+            validated = silver.validate_prices(
+                silver.parse_prices(spark.read.parquet(str(source))), asset_ids,
+                datetime.now(UTC))
+            silver.to_silver(validated).write.mode("overwrite").partitionBy("date").parquet(
+                str(target))
+            return time.perf_counter() - t
+
+        warm_s = run(warm, work / "silver-warm")
+        elapsed = run(bronze, work / "silver")
+        silver_rows = spark.read.parquet(str(work / "silver")).count()
+    finally:
+        spark.stop()
+    print(f"silver (Spark local[2]): parse -> validate -> to_silver -> Parquet: {rows:,} bronze "
+          f"rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s, {silver_rows:,} silver rows "
+          f"(warm-up of 20,000 rows: {warm_s:.1f} s) "
+          f"(target >= 100,000 rows/s)")
+
+
+def bar_records(rows: int, asset_ids: list[str]) -> list[tuple]:
+    hours = -(-rows // len(asset_ids))
+    out = []
+    for h in range(hours):
+        t = START + timedelta(hours=h)
+        for n, asset in enumerate(asset_ids):
+            close = 100.0 + (h % 97) + n
+            out.append((t, asset, close - 0.5, close + 1.0, close - 1.0, close, float(h % 13)))
+    return out[:rows]
+
+
+async def _gold(uri: str, records: list[tuple], folder: Path) -> dict[str, float]:
+    import asyncpg
+
+    from core import db
+    from pipeline import gold
+
+    conn = await asyncpg.connect(uri)
+    try:
+        await db.migrate(conn)
+        await db.upsert_assets(conn, load_catalog())
+        figures = {}
+        for label, batch in (("insert", records), ("same rows again", records),
+                             ("every row changed", [r[:5] + (r[5] + 0.25, r[6]) for r in records])):
+            t = time.perf_counter()
+            written = await gold.load_rows(conn, "price_data", gold.PRICE_COLUMNS,
+                                           gold.PRICE_KEY, batch)
+            figures[label] = time.perf_counter() - t
+            figures[f"{label} written"] = written
+        # The same first load into a copy of price_data without its foreign key to
+        # assets: the per-row RI check is a large share of the load on a small machine.
+        await conn.execute("CREATE TABLE bench_no_fk (LIKE price_data INCLUDING ALL)")
+        t = time.perf_counter()
+        await gold.load_rows(conn, "bench_no_fk", gold.PRICE_COLUMNS, gold.PRICE_KEY, records)
+        figures["insert, no foreign key"] = time.perf_counter() - t
+        t = time.perf_counter()
+        back = gold.read_records(folder, gold.PRICE_COLUMNS)
+        figures["read_records"] = time.perf_counter() - t
+        assert len(back) == len(records)
+        return figures
+    finally:
+        await conn.close()
+
+
+def bench_gold(rows: int, work: Path, asset_ids: list[str]) -> None:
+    from rwa.embedded import EmbeddedPostgres
+
+    records = bar_records(rows, asset_ids)
+    folder = work / "gold-handoff"
+    folder.mkdir()
+    table = pa.Table.from_pylist([dict(zip(("time", "asset_id", "open", "high", "low", "close",
+                                            "volume"), r)) for r in records])
+    pq.write_table(table, folder / "part-00000.parquet")
+    server = EmbeddedPostgres(work / "pg")
+    uri = server.start()
+    try:
+        figures = asyncio.run(_gold(uri, records, folder))
+    finally:
+        server.stop()
+    for label in ("insert", "same rows again", "every row changed"):
+        s = figures[label]
+        print(f"gold load_rows (COPY + upsert) into price_data, {label}: {rows:,} bars in "
+              f"{s:.2f} s = {rows / s:,.0f} rows/s, {figures[f'{label} written']:,} written"
+              f"{' (target >= 100,000 rows/s)' if label == 'insert' else ''}")
+    s = figures["insert, no foreign key"]
+    print(f"gold load_rows, insert into a copy of price_data without the assets foreign key: "
+          f"{rows / s:,.0f} rows/s")
+    s = figures["read_records"]
+    print(f"gold read_records (Parquet -> tuples): {rows:,} bars in {s:.2f} s = "
+          f"{rows / s:,.0f} rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-silver", action="store_true")
+    parser.add_argument("--skip-gold", action="store_true")
+    args = parser.parse_args()
+    asset_ids = [a.asset_id for a in load_catalog()]
+    work = Path(tempfile.mkdtemp(prefix="rwa-bench-pipeline-"))
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}")
+    try:
+        if not args.skip_silver:
+            bench_silver(args.rows, work, asset_ids)
+        if not args.skip_gold:
+            bench_gold(args.rows, work, asset_ids)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
