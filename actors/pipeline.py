@@ -41,6 +41,7 @@ class PipelineActor:
         self.spark_lake = str(settings.home / "lake-local") if self.remote_lake \
             else settings.lake_root
         self.spark = None
+        self._redis = None
         self.query = None
         self.state = "starting-spark"
         self.batches = 0
@@ -114,8 +115,22 @@ class PipelineActor:
 
         self.batches += 1
         self.last = asdict(result) | {"batch_id": batch_id, "at": time.time()}
+        if result.gold_bars:
+            self._refresh_hot()
         if self.remote_lake and result.silver_new:
             self._upload_silver()
+
+    def _refresh_hot(self) -> None:
+        """Latest price and 24 h figures per asset in Redis, from the gold just landed."""
+        from core import cache
+        from pipeline.hot import refresh_hot
+
+        if self._redis is None:
+            self._redis = cache.sync_client(self.settings.redis_url.get_secret_value())
+        try:
+            self.db.run(lambda c: refresh_hot(c, self._redis, self.asset_ids))
+        except Exception as e:  # hot data is a cache: a failure must not fail the batch
+            log.warning("refreshing hot data failed: %s", e)
 
     def stats(self) -> dict[str, Any]:
         from pipeline.streaming import progress

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 
+import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -24,14 +25,35 @@ log = logging.getLogger(__name__)
 class BackfillResult:
     files: int = 0
     unreadable: int = 0
+    skipped: int = 0
     bronze_rows: int = 0
     silver_new: int = 0
     quarantined: int = 0
     gold_bars: int = 0
 
 
+def _event_span(path: str) -> tuple[datetime, datetime] | None:
+    """(min, max) event time of a bronze file from its Parquet statistics, None if unknown."""
+    meta = pq.read_metadata(path)
+    index = meta.schema.names.index("event_time")
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    if not lows:
+        return None
+    return _utc(min(lows)), _utc(max(highs))
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list[str],
-             start: datetime, end: datetime, chunk_files: int = 200,
+             start: datetime, end: datetime, chunk_files: int = 2000,
              progress: Callable[[int, int], None] | None = None) -> BackfillResult:
     """Reprocess bronze rows of every raw topic with ``start <= event_time < end``.
 
@@ -47,9 +69,15 @@ def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list
         if why:
             summary.unreadable += 1
             log.warning("backfill skips unreadable %s: %s", path, why)
-        else:
+            continue
+        # Footer statistics tell which files can hold the range; the rest are not read.
+        span = _event_span(str(path))
+        if span is None or (span[1] >= start and span[0] < end):
             readable.append(str(path))
-    done = summary.unreadable
+    summary.skipped = len(files) - summary.unreadable - len(readable)
+    done = summary.unreadable + summary.skipped
+    if progress is not None:
+        progress(done, len(files))
     for i in range(0, len(readable), chunk_files):
         chunk = readable[i:i + chunk_files]
         frame = spark.read.parquet(*chunk).where(

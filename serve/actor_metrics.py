@@ -32,6 +32,15 @@ class _HeartbeatCollector:
                                    labels=["actor", "source"])
         errors = CounterMetricFamily("rwa_actor_errors", "Failures by kind",
                                      labels=["actor", "kind"])
+        batches = CounterMetricFamily("rwa_pipeline_batches", "Silver micro-batches processed")
+        stream_rate = GaugeMetricFamily("rwa_pipeline_rows_per_second",
+                                        "Rows/s of the silver stream's last micro-batch")
+        stream_restarts = GaugeMetricFamily("rwa_pipeline_stream_restarts",
+                                            "Times the silver stream was restarted")
+        quarantined = GaugeMetricFamily("rwa_pipeline_quarantined_files",
+                                        "Unreadable bronze files quarantined")
+        stream_up = GaugeMetricFamily("rwa_pipeline_stream_active",
+                                      "1 while the silver stream runs")
         for actor, beat in sorted(self.beats.items()):
             up.add_metric([actor], 1.0 if beat else 0.0)
             if not beat:
@@ -39,6 +48,12 @@ class _HeartbeatCollector:
             by_kind = beat.get("errors_by_kind") or beat.get("errors") or {}
             for kind, count in sorted(by_kind.items()):
                 errors.add_metric([actor, kind], float(count))
+            if actor == "pipeline":
+                batches.add_metric([], float(beat.get("batches") or 0))
+                stream_rate.add_metric([], float(beat.get("rows_per_s") or 0))
+                stream_restarts.add_metric([], float(beat.get("stream_restarts") or 0))
+                quarantined.add_metric([], float(beat.get("quarantined_files") or 0))
+                stream_up.add_metric([], 1.0 if beat.get("stream") == "active" else 0.0)
             if "source" not in beat:
                 continue
             labels = [actor, str(beat["source"])]
@@ -48,7 +63,8 @@ class _HeartbeatCollector:
             dead.add_metric(labels, float(beat.get("dead_lettered") or 0))
             if beat.get("lag_s") is not None:
                 lag.add_metric(labels, float(beat["lag_s"]))
-        yield from (up, sent, rate, lag, restarts, dead, errors)
+        yield from (up, sent, rate, lag, restarts, dead, errors, batches, stream_rate,
+                    stream_restarts, quarantined, stream_up)
 
 
 def render(beats: Mapping[str, Mapping[str, Any] | None]) -> bytes:

@@ -221,8 +221,10 @@ def test_pipeline_report_and_backfill_commands(platform: Platform) -> None:
     assert "paxg" in report["freshness"]
 
     now = datetime.now(UTC)
-    out = _rwa(platform, "pipeline", "run", "--from", (now - timedelta(days=2)).isoformat(),
+    out = _rwa(platform, "pipeline", "run", "--from", (now - timedelta(minutes=20)).isoformat(),
                "--to", now.isoformat())
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["bronze_rows"] > 0 and result["gold_bars"] > 0
+    # The stream already processed these rows: the backfill reads them all, writes nothing new.
+    assert result["files"] > 0 and result["bronze_rows"] > 0 and result["unreadable"] == 0
+    assert result["skipped"] > 0  # the month of history lies outside the range: not read

@@ -21,7 +21,8 @@ def test_source_figures_and_errors_by_kind_are_exported():
                            "lag_s": 30.0, "restarts": 1, "dead_lettered": 3,
                            "errors_by_kind": {"rate_limited": 2, "unavailable": 1}},
         "ingest-simulated-news": None,
-        "pipeline": {"errors": {"OSError": 4}},
+        "pipeline": {"errors": {"OSError": 4}, "batches": 12, "rows_per_s": 850.5,
+                     "stream": "active", "stream_restarts": 1, "quarantined_files": 2},
     }
     s = _samples(render(beats))
     src = (("actor", "ingest-coinapi"), ("source", "coinapi"))
@@ -34,3 +35,8 @@ def test_source_figures_and_errors_by_kind_are_exported():
     assert s[("rwa_actor_errors_total", (("actor", "pipeline"), ("kind", "OSError")))] == 4
     assert s[("rwa_actor_up", (("actor", "ingest-simulated-news"),))] == 0
     assert s[("rwa_actor_up", (("actor", "ingest-coinapi"),))] == 1
+    assert s[("rwa_pipeline_batches_total", ())] == 12
+    assert s[("rwa_pipeline_rows_per_second", ())] == 850.5
+    assert s[("rwa_pipeline_stream_active", ())] == 1
+    assert s[("rwa_pipeline_stream_restarts", ())] == 1
+    assert s[("rwa_pipeline_quarantined_files", ())] == 2
