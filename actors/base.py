@@ -33,6 +33,27 @@ def run_as_batch(niceness: int = BATCH_NICENESS) -> None:
     renice_process(os.getpid(), niceness)
 
 
+def deprioritise_db_backend(db: Any, dsn: str, niceness: int = BATCH_NICENESS) -> bool:
+    """Lower the CPU priority of the PostgreSQL backend serving ``db``'s connection.
+
+    A batch actor's upserts run in that backend, not in the actor, so renicing the actor
+    alone leaves its heaviest work competing with the live path. Only for a database on
+    this machine (a unix-socket DSN, as the embedded one is), and only if the pid really
+    is a postgres process: a remote server's pid means nothing here.
+    """
+    if "host=/" not in dsn and "@/" not in dsn:
+        return False
+    import psutil
+
+    pid = db.fetchval("SELECT pg_backend_pid()")
+    try:
+        if "postgres" not in psutil.Process(pid).name():
+            return False
+    except psutil.Error:
+        return False
+    return renice_process(pid, niceness)
+
+
 class Heartbeat:
     def __init__(self, redis_url: str, component: str) -> None:
         self.component = component

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.base import Heartbeat, SupervisedLoop, run_as_batch
+from actors.base import Heartbeat, SupervisedLoop, deprioritise_db_backend, run_as_batch
 from core.catalog import load_catalog
 from core.db import SyncDb
 from core.settings import Settings
@@ -73,6 +73,7 @@ class PipelineActor:
             self._start_stream()
         if time.monotonic() >= self._next_housekeeping:
             deprioritise_spark_jvms()
+            deprioritise_db_backend(self.db, self.settings.database_url.get_secret_value())
             self._mirror()
             self.quarantined_files += quarantine_unreadable(self.db, self.spark_lake)
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S

@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from actors.base import Heartbeat, SupervisedLoop, run_as_batch
+from actors.base import Heartbeat, SupervisedLoop, deprioritise_db_backend, run_as_batch
 from core import cache
 from core.catalog import load_catalog
 from core.db import SyncDb
@@ -47,6 +47,7 @@ class PredictionScheduler:
             return
         # Between full runs, only assets still waiting for enough gold history are tried.
         targets = self.asset_ids if full else sorted(self._pending)
+        deprioritise_db_backend(self.db, self.settings.database_url.get_secret_value())
         from training.predictions import run_job
 
         p = self.settings.predictions

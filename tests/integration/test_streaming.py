@@ -246,3 +246,15 @@ def test_every_kind_reaches_gold_and_bad_records_reach_quarantine(spark, dsn: st
                               "AND record LIKE '%test%'")
     assert quarantined == len(bad)  # a replay adds nothing to quarantine either
     db.close()
+
+
+def test_the_pipeline_connection_backend_runs_below_the_live_path(dsn: str) -> None:
+    import os
+
+    from actors.base import BATCH_NICENESS, deprioritise_db_backend
+
+    db = SyncDb(dsn)
+    assert deprioritise_db_backend(db, dsn)
+    pid = db.fetchval("SELECT pg_backend_pid()")
+    assert os.getpriority(os.PRIO_PROCESS, pid) >= BATCH_NICENESS
+    db.close()
