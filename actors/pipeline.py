@@ -42,6 +42,7 @@ class PipelineActor:
             else settings.lake_root
         self.spark = None
         self._redis = None
+        self._checked_files: set[str] = set()
         self.query = None
         self.state = "starting-spark"
         self.batches = 0
@@ -75,7 +76,8 @@ class PipelineActor:
             deprioritise_spark_jvms()
             deprioritise_db_backend(self.db, self.settings.database_url.get_secret_value())
             self._mirror()
-            self.quarantined_files += quarantine_unreadable(self.db, self.spark_lake)
+            self.quarantined_files += quarantine_unreadable(self.db, self.spark_lake,
+                                                            self._checked_files)
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
 
     def _mirror(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
@@ -16,20 +16,15 @@ from pyspark.sql import functions as F
 from core import broker, lake
 from core.db import SyncDb
 from pipeline.cycles import process_batch, total
-from pipeline.prices import CycleResult, _inspect
+from pipeline.prices import CycleResult, inspect_parquet
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class BackfillResult:
-    files: int = 0
+class BackfillResult(CycleResult):
     unreadable: int = 0
     skipped: int = 0
-    bronze_rows: int = 0
-    silver_new: int = 0
-    quarantined: int = 0
-    gold_bars: int = 0
 
 
 def _event_span(path: str) -> tuple[datetime, datetime] | None:
@@ -65,7 +60,7 @@ def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list
     summary = BackfillResult(files=len(files))
     readable = []
     for path in files:
-        _, why = _inspect(path)
+        _, why = inspect_parquet(path)
         if why:
             summary.unreadable += 1
             log.warning("backfill skips unreadable %s: %s", path, why)
@@ -82,11 +77,9 @@ def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list
         chunk = readable[i:i + chunk_files]
         frame = spark.read.parquet(*chunk).where(
             (F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
-        part: CycleResult = total(process_batch(spark, db, frame, lake_root=lake_root,
-                                                asset_ids=asset_ids))
-        for f in fields(CycleResult):
-            if f.name != "files":
-                setattr(summary, f.name, getattr(summary, f.name) + getattr(part, f.name))
+        part = total(process_batch(spark, db, frame, lake_root=lake_root, asset_ids=asset_ids))
+        for name in ("bronze_rows", "silver_new", "quarantined", "gold_bars"):
+            setattr(summary, name, getattr(summary, name) + getattr(part, name))
         done += len(chunk)
         if progress is not None:
             progress(done, len(files))

@@ -1,9 +1,8 @@
-"""One cycle of the price lake path: new bronze files → silver (Spark) → gold
-(PostgreSQL), with rejected rows quarantined and processed files recorded.
+"""The price step of the lake path: bronze rows → silver (Spark) → gold bars
+(PostgreSQL), rejected rows quarantined.
 
-Every step is idempotent, so a cycle cut short anywhere is simply run again: silver
-appends only keys it does not hold, gold upserts whole recomputed bars, and a file is
-marked processed only after its rows reached gold.
+Idempotent, so a step cut short anywhere is simply run again: silver appends only keys
+it does not hold, and gold upserts whole recomputed bars.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from core import broker, lake
+from core import lake
 from core.db import SyncDb
 from pipeline import aggregates, gold, silver
 
@@ -37,13 +36,7 @@ class CycleResult:
     gold_bars: int = 0
 
 
-def pending_bronze_files(db: SyncDb, lake_root: str, *, limit: int) -> list[Path]:
-    done = {r["path"] for r in db.fetch("SELECT path FROM lake_manifest WHERE stage = $1", STAGE)}
-    files = lake.list_parquet(lake.bronze_dir(lake_root, broker.PRICE_RAW))
-    return [p for p in files if str(p) not in done][:limit]
-
-
-def _inspect(path: Path) -> tuple[int, str | None]:
+def inspect_parquet(path: Path) -> tuple[int, str | None]:
     """(rows, None) for a readable Parquet file, else (0, why not)."""
     try:
         return pq.read_metadata(path).num_rows, None
@@ -101,31 +94,3 @@ def _load_bars(db: SyncDb, lake_root: str, bars: DataFrame, interval: str) -> in
         return db.run(lambda c: gold.load_price_bars(c, records, interval=interval))
     finally:
         shutil.rmtree(handoff, ignore_errors=True)
-
-
-def run_price_cycle(spark: SparkSession, db: SyncDb, *, lake_root: str,
-                    asset_ids: list[str], max_files: int = 500,
-                    files: list[Path] | None = None) -> CycleResult:
-    """Batch mode: the given bronze files (default: those no cycle has processed yet),
-    unreadable ones quarantined, each recorded in the manifest once its rows are in gold."""
-    if files is None:
-        files = pending_bronze_files(db, lake_root, limit=max_files)
-    if not files:
-        return CycleResult()
-    inspected = {p: _inspect(p) for p in files}
-    bad = {p: why for p, (_, why) in inspected.items() if why}
-    good = [str(p) for p in files if p not in bad]
-    result = CycleResult()
-    if good:
-        result = process_prices(spark, db, spark.read.parquet(*good), lake_root=lake_root,
-                                asset_ids=asset_ids)
-    result.files = len(files)
-    unreadable = [("unreadable_file", f"{p}: {why}") for p, why in bad.items()]
-    db.run(lambda c: gold.record_quarantine(c, STAGE, unreadable))
-    result.quarantined += len(unreadable)
-    db.run(lambda c: c.executemany(
-        "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
-        "ON CONFLICT (stage, path) DO NOTHING",
-        [(STAGE, str(p), inspected[p][0]) for p in files]))
-    log.info("price cycle: %s", result)
-    return result

@@ -26,7 +26,7 @@ from core import broker, lake
 from core.db import SyncDb
 from pipeline import gold
 from pipeline.cycles import process_batch, total
-from pipeline.prices import CycleResult, _inspect
+from pipeline.prices import CycleResult, inspect_parquet
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,30 @@ def start_silver_stream(spark: SparkSession, db: SyncDb, *, lake_root: str,
             .start())
 
 
-def quarantine_unreadable(db: SyncDb, lake_root: str) -> int:
-    """Quarantine bronze files the stream cannot read; each file is checked once."""
-    done = {r["path"] for r in db.fetch(
-        "SELECT path FROM lake_manifest WHERE stage = $1", CHECK_STAGE)}
+def quarantine_unreadable(db: SyncDb, lake_root: str, checked: set[str] | None = None) -> int:
+    """Quarantine bronze files the stream cannot read; each file is checked once.
+
+    Args:
+        checked: Paths already checked, kept by a caller that calls this on a schedule so
+            the manifest is read from PostgreSQL once, not on every call.
+    """
+    if checked is None:
+        checked = set()
+    if not checked:
+        checked.update(r["path"] for r in db.fetch(
+            "SELECT path FROM lake_manifest WHERE stage = $1", CHECK_STAGE))
     files = [p for topic in broker.RAW_TOPICS
-             for p in lake.list_parquet(lake.bronze_dir(lake_root, topic)) if str(p) not in done]
+             for p in lake.list_parquet(lake.bronze_dir(lake_root, topic)) if str(p) not in checked]
     if not files:
         return 0
-    inspected = {p: _inspect(p) for p in files}
+    inspected = {p: inspect_parquet(p) for p in files}
     bad = [("unreadable_file", f"{p}: {why}") for p, (_, why) in inspected.items() if why]
     db.run(lambda c: gold.record_quarantine(c, "bronze", bad))
     db.run(lambda c: c.executemany(
         "INSERT INTO lake_manifest (stage, path, row_count) VALUES ($1, $2, $3) "
         "ON CONFLICT (stage, path) DO NOTHING",
         [(CHECK_STAGE, str(p), rows) for p, (rows, _) in inspected.items()]))
+    checked.update(str(p) for p in files)
     if bad:
         log.warning("quarantined %d unreadable bronze files", len(bad))
     return len(bad)
