@@ -90,7 +90,9 @@ def _load_bars(db: SyncDb, lake_root: str, bars: DataFrame, interval: str) -> in
     handoff = lake.gold_dir(lake_root, f"price_bars_{interval}") / f"batch={uuid.uuid4().hex}"
     bars.coalesce(1).write.mode("overwrite").parquet(str(handoff))
     try:
-        records = gold.read_bar_records(handoff)
-        return db.run(lambda c: gold.load_price_bars(c, records, interval=interval))
+        table = gold.read_table(handoff, gold.PRICE_COLUMNS)
+        if table is None:
+            return 0
+        return db.run(lambda c: gold.load_price_bars(c, table, interval=interval))
     finally:
         shutil.rmtree(handoff, ignore_errors=True)

@@ -289,6 +289,52 @@ async def test_a_failed_load_leaves_nothing_behind(conn: asyncpg.Connection) -> 
     assert await conn.fetchval("SELECT count(*) FROM price_data") == 2
 
 
+async def test_gold_series_refuse_unknown_assets_per_statement(conn: asyncpg.Connection) -> None:
+    """The set-based reference check stands in for the foreign key: an unknown asset
+    fails an insert and an update, and an asset gold still refers to cannot go."""
+    await gold.load_price_bars(conn, [_bar(A, T0, 10.0)])
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="asset reference"):
+        await conn.execute("UPDATE price_data SET asset_id = 'no-such-asset'")
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="sentiment_scores"):
+        await gold.load_sentiment_hourly(conn, [(T0, "no-such-asset", 0.1, 1, "news")])
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="still referenced"):
+        await conn.execute("DELETE FROM assets WHERE asset_id = $1", A)
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo):  # an asset no gold row refers to may go
+        async with conn.transaction():
+            assert await conn.execute("DELETE FROM assets WHERE asset_id = $1", B) == "DELETE 1"
+            raise Undo
+    assert await conn.fetchval("SELECT count(*) FROM price_data") == 1
+
+
+async def test_an_arrow_table_loads_exactly(conn: asyncpg.Connection) -> None:
+    """The fast path: an Arrow table goes in as CSV; floats, zoned and naive times,
+    nulls, empty strings and quotes come back unchanged."""
+    rows = [
+        (T0, "cpi", 0.1 + 0.2, "", None, "m", "te"),
+        (T0.replace(tzinfo=None) + timedelta(hours=1), "cpi", 1e-300, 'pct, "yoy"', "US", None,
+         "te"),
+    ]
+    table = pa.table({c: pa.array(v) for c, v in zip(gold.MACRO_COLUMNS, zip(*rows))})
+    assert await gold.load_macro_series(conn, table) == 2
+    stored = await _table(conn, "macro_series")
+    assert [r[2:] for r in stored] == [(0.1 + 0.2, "", None, "m", "te"),
+                                       (1e-300, 'pct, "yoy"', "US", None, "te")]
+    assert [r[0] for r in stored] == [T0, T0 + timedelta(hours=1)]
+    assert await gold.load_macro_series(conn, table) == 0
+
+
+async def test_rows_that_do_not_fit_their_columns_are_refused(conn: asyncpg.Connection) -> None:
+    with pytest.raises(ValueError, match="7 values"):
+        await gold.load_price_bars(conn, [(T0, A, 1.0)])
+    with pytest.raises(ValueError, match="lack the columns"):
+        await gold.load_price_bars(conn, pa.table({"time": [T0]}))
+    assert await conn.fetchval("SELECT count(*) FROM price_data") == 0
+
+
 async def test_loads_inside_a_callers_transaction_stage_only_their_own_rows(
         conn: asyncpg.Connection) -> None:
     async with conn.transaction():
@@ -345,7 +391,7 @@ def test_read_records_reads_a_spark_style_folder(tmp_path: Path) -> None:
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / ".part-0.parquet.crc").write_bytes(b"\0")
     assert gold.read_records(tmp_path, gold.PRICE_COLUMNS) == bars
-    assert gold.read_bar_records(tmp_path) == bars
+    assert gold.read_table(tmp_path, gold.PRICE_COLUMNS).column_names == list(gold.PRICE_COLUMNS)
     assert gold.read_records(tmp_path, ("asset_id", "close")) == [(A, 10.0), (B, 20.0)]
 
 
