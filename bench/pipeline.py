@@ -73,10 +73,9 @@ def bronze_table(rows: int, asset_ids: list[str], *, seed: int = 1) -> pa.Table:
 
 
 def bench_silver(rows: int, work: Path, asset_ids: list[str]) -> None:
-    from pyspark.sql import SparkSession
-
     from pipeline import silver
-    from rwa.embedded import find_java_home, use_java
+    from pipeline.spark import local_spark
+    from rwa.embedded import find_java_home
 
     bronze = work / "bronze"
     bronze.mkdir()
@@ -92,17 +91,8 @@ def bench_silver(rows: int, work: Path, asset_ids: list[str]) -> None:
     pq.write_table(table.slice(0, 20_000), warm / "part-00000.parquet", compression="zstd")
     print(f"bronze: {rows:,} rows generated in {time.perf_counter() - started:.1f} s")
 
-    use_java(find_java_home())
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    spark = (SparkSession.builder.master("local[2]").appName("bench-silver")
-             .config("spark.driver.memory", "2g")
-             .config("spark.sql.shuffle.partitions", "4")
-             .config("spark.sql.session.timeZone", "UTC")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("WARN")
+    # The pipeline's own SQL settings, on a plain local[2] session.
+    spark = local_spark("bench-silver", find_java_home(), cores=2, driver_memory="2g")
     try:
         def run(source: Path, target: Path) -> float:
             t = time.perf_counter()

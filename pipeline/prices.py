@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from core import lake
@@ -51,8 +52,11 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     batch backfill both call it, and running it twice on the same rows changes nothing."""
     result = CycleResult()
     now = datetime.now(UTC)
-    validated = silver.validate_prices(silver.parse_prices(bronze_df), asset_ids, now)
-    validated = validated.localCheckpoint()  # one read of bronze for all that follows
+    parsed = silver.parse_prices(bronze_df).localCheckpoint()  # one read of bronze
+    recent = read_recent(spark, lake_root)
+    validated = silver.validate_prices(parsed, asset_ids, now,
+                                       context=_outlier_context(recent, parsed))
+    validated = validated.localCheckpoint()
     result.bronze_rows = validated.count()
     if not result.bronze_rows:
         return result
@@ -70,6 +74,9 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     result.silver_new = fresh.count()
     if result.silver_new:
         fresh.write.mode("append").partitionBy("date").parquet(str(silver_path))
+    # From the whole batch, not only its new rows: a re-run after a crash right after the
+    # silver write still brings the neighbours up to date.
+    remember_recent(lake_root, batch, recent)
     # Gold is recomputed for every hour this batch touched, not only for new rows: a
     # batch re-run after a crash between the silver write and the gold load still
     # completes gold. Whole hours from silver, so the upsert overwrites, never adds.
@@ -83,6 +90,54 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     result.quarantined = len(quarantine)
     db.run(lambda c: gold.record_quarantine(c, STAGE, quarantine))
     return result
+
+
+#: Silver rows per asset kept for the next batch as outlier neighbours: a micro-batch
+#: of a few ticks has too few of its own.
+RECENT_ROWS = 4 * silver.OUTLIER_WINDOW
+_RECENT_SCHEMA = pa.schema([("asset_id", pa.string()), ("event_time", pa.timestamp("us", "UTC")),
+                            ("close", pa.float64())])
+
+
+def recent_path(lake_root: str | Path) -> lake.LakePath:
+    """Where the newest :data:`RECENT_ROWS` silver prices per asset are kept."""
+    return lake.join(lake_root, "state", "silver-prices-recent.parquet")
+
+
+def read_recent(spark: SparkSession, lake_root: str) -> DataFrame | None:
+    """The newest silver rows per asset (see :func:`remember_recent`), materialised, as
+    the file is replaced after the batch; None before the first batch."""
+    path = recent_path(lake_root)
+    fs, key = lake.filesystem(path)
+    if not fs.exists(key):
+        return None
+    return spark.read.parquet(str(path)).localCheckpoint()
+
+
+def _outlier_context(recent: DataFrame | None, parsed: DataFrame) -> DataFrame | None:
+    """``recent`` as neighbours for the batch's outlier check, less the times the batch
+    holds itself: a replayed row is that row, not a neighbour, and counted twice it
+    would shrink the spread and flag honest moves. A few hundred rows cost a
+    micro-batch nothing, where reading silver around its hours would cost a day of
+    ticks."""
+    if recent is None:
+        return None
+    return recent.join(parsed.select("asset_id", "event_time"), on=["asset_id", "event_time"],
+                       how="left_anti")
+
+
+def remember_recent(lake_root: str, batch: DataFrame, previous: DataFrame | None) -> None:
+    """Keep the newest :data:`RECENT_ROWS` rows per asset of ``previous`` and the batch's
+    silver rows that are not outliers (a bad print must not shield the next one)."""
+    rows = batch.where(~F.col("outlier")).select("asset_id", "event_time", "close")
+    if previous is not None:
+        rows = rows.unionByName(previous)
+    newest = Window.partitionBy("asset_id").orderBy(F.col("event_time").desc())
+    kept = (rows.dropDuplicates(["asset_id", "event_time"])
+            .withColumn("_n", F.row_number().over(newest))
+            .where(F.col("_n") <= RECENT_ROWS).drop("_n").collect())
+    table = pa.Table.from_pylist([r.asDict() for r in kept], schema=_RECENT_SCHEMA)
+    lake.write_parquet_atomic(table, recent_path(lake_root))
 
 
 def _load_bars(db: SyncDb, lake_root: str, bars: DataFrame, interval: str) -> int:

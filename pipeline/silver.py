@@ -337,40 +337,76 @@ def flag_outliers(frame: DataFrame, value: Column, *, series: list[str],
                   min_scale: float = PRICE_MIN_SCALE, name: str = "outlier") -> DataFrame:
     """Add boolean ``name``: the row's ``value`` is a Hampel outlier within its series.
 
-    ``z = |value - median of the row and its window neighbours on each side|`` over
-    ``max(1.4826 * median of those distances over the series, min_scale)``, ordered by
-    ``event_time``; ``z > threshold`` flags. Rows whose ``value`` is null are neither
-    flagged nor neighbours. Pass log values, so that scale and floor are relative.
+    ``z = |value - median of the values among the row and its window neighbours on each
+    side|`` over ``max(1.4826 * median of those distances over the series, min_scale)``,
+    ordered by ``event_time``; ``z > threshold`` flags. Rows whose ``value`` is null are
+    never flagged and lend no value to their neighbours' medians (they still take a
+    place in the window: a window over the valid rows alone would need a sort of its
+    own). Pass log values, so that scale and floor are relative.
     """
     frame = frame.withColumn("_v", value)
-    parts = [*series, F.col("_v").isNull()]
-    local = Window.partitionBy(*parts).orderBy("event_time").rowsBetween(-window, window)
-    # Spark has no windowed median: sort the frame's values once, then pick the middle.
+    local = Window.partitionBy(*series).orderBy("event_time").rowsBetween(-window, window)
+    # Spark has no windowed median: sort the window's values (collect_list skips
+    # nulls), then pick the middle.
     frame = (frame.withColumn("_near", F.array_sort(F.collect_list("_v").over(local)))
              .withColumn("_dev", F.abs(F.col("_v") - _median_of_sorted(F.col("_near"))))
              .drop("_near"))
-    spread = F.median("_dev").over(Window.partitionBy(*parts))
+    spread = F.median("_dev").over(Window.partitionBy(*series))
     scale = F.greatest(F.lit(_MAD_TO_SIGMA) * spread, F.lit(min_scale))
     flagged = F.coalesce(F.col("_dev") / scale > threshold, F.lit(False))
     return frame.withColumn(name, flagged).drop("_v", "_dev")
 
 
+def mark_duplicates(frame: DataFrame, *, key: list[str], series: list[str],
+                    name: str = "duplicate") -> DataFrame:
+    """Add boolean ``name``: the row is a later copy of a valid row with the same natural
+    ``key`` (the one :func:`deduplicate` would drop).
+
+    Rows are ordered within each series (``series`` ⊆ ``key``) by ``event_time``, the
+    rest of the key, rows of the batch before ``_ctx`` context rows, valid rows
+    (``rule`` null) before rejected ones, then ``ingest_time`` and ``payload``: a row is
+    a copy when the row before it has the same key and is a valid batch row. That
+    ordering extends the outlier window's, so both windows share one shuffle and one
+    sort, where a window over the key would need its own.
+    """
+    rest = [c for c in key if c not in series and c != "event_time"]
+    order = [F.col("event_time"), *[F.col(c) for c in rest]]
+    if "_ctx" in frame.columns:
+        order.append(F.col("_ctx"))
+    order.append(F.col("rule").isNotNull())
+    order += [F.col(c).asc_nulls_last() for c in ("ingest_time", "payload") if c in frame.columns]
+    w = Window.partitionBy(*series).orderBy(*order)
+    same = [F.lag(c).over(w).eqNullSafe(F.col(c)) for c in ("event_time", *rest)]
+    prior_valid = F.lag(F.col("rule").isNull()).over(w)
+    if "_ctx" in frame.columns:
+        prior_valid = prior_valid & ~F.lag("_ctx").over(w)
+    copy = F.coalesce(prior_valid, F.lit(False))
+    for condition in same:
+        copy = copy & condition
+    return frame.withColumn(name, copy)
+
+
 def _soft_outliers(tagged: DataFrame, column: str, *,
                    transform: Callable[[Column], Column], rule: str,
-                   series: list[str], context: DataFrame | None, threshold: float,
-                   window: int, min_scale: float) -> DataFrame:
+                   series: list[str], key: list[str], context: DataFrame | None,
+                   threshold: float, window: int, min_scale: float) -> DataFrame:
     """Tag rows that broke no hard rule with the soft ``rule`` where ``transform`` of
-    ``column`` is an outlier (see :func:`flag_outliers`), and add ``outlier``.
+    ``column`` is an outlier (see :func:`flag_outliers`), add ``outlier``, and mark
+    later copies of a natural ``key`` (see :func:`mark_duplicates`).
 
     ``context`` rows (they need ``series``, ``event_time`` and ``column``) serve as
     neighbours only and do not come back.
     """
     rows = tagged.withColumn("_ctx", F.lit(False))
     if context is not None:
-        ctx = context.select(*series, "event_time", column).withColumn("_ctx", F.lit(True))
+        ctx = (context.select(*series, "event_time", column)
+               .withColumn("_ctx", F.lit(True)).withColumn("rule", F.lit(None).cast("string")))
         rows = rows.unionByName(ctx, allowMissingColumns=True)
+    # The copy marks come first: their ordering extends the outlier window's, so
+    # Spark sorts once for both.
+    marked = mark_duplicates(rows, key=key, series=series)
     checked = F.when(F.col("rule").isNull(), transform(F.col(column)))
-    flagged = flag_outliers(rows, checked, series=series, threshold=threshold, window=window,
+    flagged = flag_outliers(marked, checked, series=series, threshold=threshold, window=window,
                             min_scale=min_scale, name="outlier")
     return (flagged.where(~F.col("_ctx")).drop("_ctx")
             .withColumn("rule", F.when(F.col("outlier"), F.lit(rule)).otherwise(F.col("rule"))))
@@ -465,7 +501,7 @@ def validate_prices(parsed: DataFrame, known_asset_ids: list[str], now: datetime
         parsed = parsed.withColumn("usd_rate", F.lit(1.0))
     tagged = _tag(parsed, _price_rules(F.col("asset_id").isin(known_asset_ids), now))
     return _soft_outliers(tagged, "close", transform=F.log, rule="price_outlier",
-                          series=["asset_id"], context=context, threshold=outlier_threshold,
+                          series=["asset_id"], key=natural_key("prices"), context=context, threshold=outlier_threshold,
                           window=outlier_window, min_scale=outlier_min_scale)
 
 
@@ -514,7 +550,8 @@ def validate_onchain(parsed: DataFrame, known_asset_ids: list[str], now: datetim
     ]
     tagged = _tag(parsed, rules)
     flagged = _soft_outliers(tagged, "holder_count", transform=F.log1p, rule="onchain_outlier",
-                             series=["source", "asset_id", "chain"], context=context,
+                             series=["source", "asset_id", "chain"],
+                             key=natural_key("onchain"), context=context,
                              threshold=outlier_threshold, window=outlier_window,
                              min_scale=outlier_min_scale)
     return flagged.select(*[F.when(~_not_finite(F.col(c)), F.col(c).cast("long")).alias(c)
@@ -580,7 +617,10 @@ def to_silver(validated: DataFrame, *, dataset: Dataset = "prices") -> DataFrame
     kept = validated.where(F.col("rule").isNull() | F.col("rule").isin(*SOFT_RULES))
     if "outlier" in COLUMNS[dataset] and "outlier" not in kept.columns:
         kept = kept.withColumn("outlier", F.lit(False))
-    return (deduplicate(kept, dataset)
+    # Validation marked the copies already where it sorted the rows anyway.
+    unique = (kept.where(~F.col("duplicate")) if "duplicate" in kept.columns
+              else deduplicate(kept, dataset))
+    return (unique
             .withColumn("date", F.to_date("event_time"))
             .select(*COLUMNS[dataset]))
 

@@ -142,6 +142,28 @@ def test_replaying_the_same_bronze_gives_identical_gold(spark, dsn: str, tmp_pat
     db.close()
 
 
+def test_a_micro_batch_of_one_spike_is_judged_against_stored_silver(
+        spark, dsn: str, tmp_path: Path) -> None:
+    """A batch holding a single tick has no neighbours of its own: the step borrows the
+    stored silver around its hours, so the spike is flagged and a sane tick is not."""
+    db = SyncDb(dsn)
+    calm = _write(tmp_path, "calm", [_bar("buidl", h, 1.0 + h * 1e-4, offset=h) for h in range(12)])
+    process_prices(spark, db, spark.read.parquet(str(calm)), lake_root=str(tmp_path),
+                   asset_ids=ASSETS)
+    for name, hour, close, flagged in (("spike", 12, 1.6, True), ("sane", 13, 1.0013, False)):
+        path = _write(tmp_path, name, [_bar("buidl", hour, close, offset=100 + hour)])
+        result = process_prices(spark, db, spark.read.parquet(str(path)),
+                                lake_root=str(tmp_path), asset_ids=ASSETS)
+        assert result.silver_new == 1  # an outlier is kept in silver, flagged
+        row = (spark.read.parquet(str(lake.silver_dir(tmp_path, "prices")))
+               .where(f"event_time = '{(START + timedelta(hours=hour)).isoformat()}'").collect())
+        assert [r["outlier"] for r in row] == [flagged]
+        assert result.quarantined == int(flagged)
+    rules = db.fetch("SELECT rule, record FROM quarantine WHERE record LIKE '%1.6%'")
+    assert [r["rule"] for r in rules] == ["price_outlier"]
+    db.close()
+
+
 def test_a_corrupt_bronze_file_is_quarantined_and_the_stream_goes_on(
         spark, dsn: str, tmp_path: Path) -> None:
     folder = lake.bronze_dir(tmp_path, broker.PRICE_RAW) / f"date={START.date()}" / "hour=01"
