@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core import cache
-from core.priority import renice_process
+from core.priority import renice_own_session, renice_process
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,11 @@ def deprioritise_db_backend(db: Any, dsn: str, niceness: int = BATCH_NICENESS) -
     """Lower the CPU priority of the PostgreSQL backend serving ``db``'s connection.
 
     A batch actor's upserts run in that backend, not in the actor, so renicing the actor
-    alone leaves its heaviest work competing with the live path. Only for a database on
-    this machine (a unix-socket DSN, as the embedded one is), and only if the pid really
-    is a postgres process: a remote server's pid means nothing here.
+    alone leaves its heaviest work competing with the live path. The backend's own
+    session (its autogroup) is reniced as well: there, thread niceness alone changes
+    nothing (see :mod:`core.priority`). Only for a database on this machine (a
+    unix-socket DSN, as the embedded one is), and only if the pid really is a postgres
+    process: a remote server's pid means nothing here.
     """
     if "host=/" not in dsn and "@/" not in dsn:
         return False
@@ -51,7 +53,9 @@ def deprioritise_db_backend(db: Any, dsn: str, niceness: int = BATCH_NICENESS) -
             return False
     except psutil.Error:
         return False
-    return renice_process(pid, niceness)
+    threads = renice_process(pid, niceness)
+    group = renice_own_session(pid, niceness)
+    return threads or group
 
 
 class Heartbeat:

@@ -78,7 +78,7 @@ def process_dataset(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, da
     fresh = fresh.localCheckpoint()
     result.silver_new = fresh.count()
     if result.silver_new:
-        fresh.write.mode("append").partitionBy("date").parquet(str(path))
+        silver.write(fresh, str(path))
     if dates and lake.list_parquet(path):
         stored = spark.read.parquet(str(path)).where(F.col("date").isin(dates))
         rows = [tuple(r) for r in d.aggregate(stored, batch, asset_ids)

@@ -73,7 +73,7 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     fresh = fresh.localCheckpoint()
     result.silver_new = fresh.count()
     if result.silver_new:
-        fresh.write.mode("append").partitionBy("date").parquet(str(silver_path))
+        silver.write(fresh, str(silver_path))
     # From the whole batch, not only its new rows: a re-run after a crash right after the
     # silver write still brings the neighbours up to date.
     remember_recent(lake_root, batch, recent)

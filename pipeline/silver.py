@@ -175,6 +175,10 @@ OUTLIER_WINDOW = 5
 PRICE_MIN_SCALE = 1e-3
 HOLDER_MIN_SCALE = 1e-2
 
+#: Accuracy of the series' median distance (a relative rank error of 1 / accuracy): an
+#: exact median keeps every distinct value of the series in a hash map.
+MEDIAN_ACCURACY = 10_000
+
 # 1 / Φ⁻¹(3/4): makes the median absolute deviation estimate a normal's sigma.
 _MAD_TO_SIGMA = 1.4826
 
@@ -324,9 +328,10 @@ def to_usd(frame: DataFrame, columns: Iterable[str], *,
 
 # -- outliers --------------------------------------------------------------------------
 
-def _median_of_sorted(values: Column) -> Column:
-    """The exact median of a sorted array column (null for an empty one)."""
-    n = F.size(values)
+def _median_of_sorted(values: Column, n: Column | None = None) -> Column:
+    """The exact median of the first ``n`` values (all by default) of a sorted array
+    column, such as one sorted with its nulls last; null when ``n`` is 0."""
+    n = F.size(values) if n is None else n
     lower = F.element_at(values, F.floor((n + 1) / 2).cast("int"))
     upper = F.element_at(values, (F.floor(n / 2) + 1).cast("int"))
     return F.when(n > 0, (lower + upper) / 2)
@@ -345,13 +350,23 @@ def flag_outliers(frame: DataFrame, value: Column, *, series: list[str],
     own). Pass log values, so that scale and floor are relative.
     """
     frame = frame.withColumn("_v", value)
-    local = Window.partitionBy(*series).orderBy("event_time").rowsBetween(-window, window)
-    # Spark has no windowed median: sort the window's values (collect_list skips
-    # nulls), then pick the middle.
-    frame = (frame.withColumn("_near", F.array_sort(F.collect_list("_v").over(local)))
-             .withColumn("_dev", F.abs(F.col("_v") - _median_of_sorted(F.col("_near"))))
-             .drop("_near"))
-    spread = F.median("_dev").over(Window.partitionBy(*series))
+    ordered = Window.partitionBy(*series).orderBy("event_time")
+    # Spark has no windowed median. The neighbours come as lag/lead columns, which
+    # Spark computes in one pass, then are sorted as one small array (nulls last) whose
+    # middle is picked; collect_list over a sliding frame re-aggregates the whole frame
+    # for every row and was the most expensive step of silver.
+    near = [F.lag("_v", k).over(ordered) for k in range(window, 0, -1)]
+    near += [F.col("_v")] + [F.lead("_v", k).over(ordered) for k in range(1, window + 1)]
+    frame = frame.select("*", *[c.alias(f"_n{i}") for i, c in enumerate(near)])
+    names = [f"_n{i}" for i in range(len(near))]
+    count = sum((F.col(n).isNotNull().cast("int") for n in names), F.lit(0))
+    # Missing neighbours become +inf, which sorts them last as nulls would: an array
+    # without nulls is sorted as a primitive array, one with nulls element by element.
+    filled = F.array(*[F.coalesce(F.col(n), F.lit(float("inf"))) for n in names])
+    middle = _median_of_sorted(F.sort_array(filled), count)
+    frame = (frame.withColumn("_dev", F.abs(F.col("_v") - middle)).drop(*names))
+    spread = F.expr(f"percentile_approx(_dev, 0.5, {MEDIAN_ACCURACY})").over(
+        Window.partitionBy(*series))
     scale = F.greatest(F.lit(_MAD_TO_SIGMA) * spread, F.lit(min_scale))
     flagged = F.coalesce(F.col("_dev") / scale > threshold, F.lit(False))
     return frame.withColumn(name, flagged).drop("_v", "_dev")
@@ -439,6 +454,15 @@ def _blank(column: Column) -> Column:
     return column.isNull() | (F.trim(column) == "")
 
 
+def _parsed_payload(bronze: DataFrame, schema: T.StructType) -> tuple[DataFrame, Column]:
+    """``bronze`` with its payload parsed once into the struct column ``_p``, and that
+    column. Referenced inside CASE branches, an inline ``from_json`` is parsed again for
+    every reference (common subexpressions are not shared across conditional branches),
+    which made the JSON parse most of silver's cost; a projection of its own is kept
+    apart by the optimizer, as collapsing it would repeat an expensive expression."""
+    return bronze.withColumn("_p", F.from_json(F.col("payload"), schema)), F.col("_p")
+
+
 # -- prices ----------------------------------------------------------------------------
 
 def parse_prices(bronze: DataFrame, *, rates: Mapping[str, float] | None = None) -> DataFrame:
@@ -447,7 +471,7 @@ def parse_prices(bronze: DataFrame, *, rates: Mapping[str, float] | None = None)
     Adds ``premium_to_nav`` (close / nav - 1 where both are known) and ``usd_rate``
     (see :func:`to_usd`); ``interval`` is a bar's, null for a tick.
     """
-    p = F.from_json(F.col("payload"), PAYLOAD_SCHEMA)
+    bronze, p = _parsed_payload(bronze, PAYLOAD_SCHEMA)
     tick = F.col("kind") == "tick"
     flat = bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
@@ -509,7 +533,7 @@ def validate_prices(parsed: DataFrame, known_asset_ids: list[str], now: datetime
 
 def parse_onchain(bronze: DataFrame) -> DataFrame:
     """Bronze on-chain rows → one column per metric, plus ``chain``."""
-    p = F.from_json(F.col("payload"), ONCHAIN_PAYLOAD_SCHEMA)
+    bronze, p = _parsed_payload(bronze, ONCHAIN_PAYLOAD_SCHEMA)
     return bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
         *[p[m].alias(m) for m in ONCHAIN_METRICS],
@@ -562,7 +586,7 @@ def validate_onchain(parsed: DataFrame, known_asset_ids: list[str], now: datetim
 
 def parse_macro(bronze: DataFrame) -> DataFrame:
     """Bronze macro rows → ``series``, ``value``, ``unit``, ``country``, ``frequency``."""
-    p = F.from_json(F.col("payload"), MACRO_PAYLOAD_SCHEMA)
+    bronze, p = _parsed_payload(bronze, MACRO_PAYLOAD_SCHEMA)
     return bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
         F.trim(p["series"]).alias("series"), p["value"].alias("value"),
@@ -586,7 +610,7 @@ def validate_macro(parsed: DataFrame, now: datetime) -> DataFrame:
 
 def parse_news(bronze: DataFrame) -> DataFrame:
     """Bronze news rows → article columns; ``assets`` and ``issuers`` as arrays."""
-    p = F.from_json(F.col("payload"), NEWS_PAYLOAD_SCHEMA)
+    bronze, p = _parsed_payload(bronze, NEWS_PAYLOAD_SCHEMA)
     empty = F.array().cast("array<string>")
     return bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",
@@ -623,6 +647,17 @@ def to_silver(validated: DataFrame, *, dataset: Dataset = "prices") -> DataFrame
     return (unique
             .withColumn("date", F.to_date("event_time"))
             .select(*COLUMNS[dataset]))
+
+
+def write(rows: DataFrame, path: str, *, mode: str = "append") -> None:
+    """Write silver ``rows`` to the dataset folder ``path``, partitioned by date.
+
+    One task per core writes: silver's windows run in many small partitions to spread
+    heavy assets evenly, but each partition would write a file per date it holds, and
+    small files cost more to write and to read back than the balance gains.
+    """
+    cores = rows.sparkSession.sparkContext.defaultParallelism
+    rows.coalesce(max(1, cores)).write.mode(mode).partitionBy("date").parquet(path)
 
 
 def rejected(validated: DataFrame) -> DataFrame:

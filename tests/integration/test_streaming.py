@@ -279,4 +279,9 @@ def test_the_pipeline_connection_backend_runs_below_the_live_path(dsn: str) -> N
     assert deprioritise_db_backend(db, dsn)
     pid = db.fetchval("SELECT pg_backend_pid()")
     assert os.getpriority(os.PRIO_PROCESS, pid) >= BATCH_NICENESS
+    # Each backend is a session of its own: its scheduling group is lowered too, or
+    # its niceness would rank it only against itself.
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():
+        assert int(autogroup.read_text().split()[-1]) >= BATCH_NICENESS
     db.close()
