@@ -1,11 +1,22 @@
-"""The prediction scheduler: a long-lived actor (not cron) that runs the prediction job
-every ``RWA_PREDICTIONS__INTERVAL_S`` seconds, and sooner while some assets still lack
-the gold history a forecast needs (right after a first start)."""
+"""The analytics scheduler: a long-lived actor (not cron) that runs, each on its own
+clock,
+
+* the prediction job every ``RWA_PREDICTIONS__INTERVAL_S`` seconds, and sooner while
+  some assets still lack the gold history a forecast needs (right after a first start);
+* news sentiment every ``RWA_SENTIMENT__INTERVAL_S`` seconds: the silver news of the
+  last ``lookback_hours`` scored and aggregated per asset and hour into sentiment_scores;
+* the risk scores every ``RWA_RISK__INTERVAL_S`` seconds, appended to risk_scores (the
+  history) and cached in Redis with their explanation.
+
+A failing job is logged and retried on its next turn; the others go on.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors.base import Heartbeat, SupervisedLoop, deprioritise_db_backend, run_as_batch
@@ -34,6 +45,13 @@ class PredictionScheduler:
         self._next_full = 0.0
         self._next_try = 0.0
         self._pending: set[str] = set(self.asset_ids)
+        self._next_sentiment = 0.0
+        self._next_risk = 0.0
+        self._sentiment_model: Any = None
+        self.sentiment_runs = 0
+        self.risk_runs = 0
+        self.last_sentiment: dict[str, Any] = {}
+        self.last_risk: dict[str, Any] = {}
         self.loop = SupervisedLoop(
             self.NAME, self._step,
             heartbeat=Heartbeat(settings.redis_url.get_secret_value(), self.NAME),
@@ -41,6 +59,62 @@ class PredictionScheduler:
         )
 
     def _step(self) -> None:
+        self._predictions_step()
+        self._run_due("sentiment", self._score_sentiment)
+        self._run_due("risk", self._recompute_risk)
+
+    def _run_due(self, job: str, run: Any) -> None:
+        """Run ``job`` if its clock says so; a failure waits for the next turn."""
+        now = time.monotonic()
+        if now < getattr(self, f"_next_{job}"):
+            return
+        setattr(self, f"_next_{job}", now + getattr(self.settings, job).interval_s)
+        try:
+            run()
+        except Exception:  # one failing job must not stop the others
+            log.exception("%s job failed; next try in %.0f s", job,
+                          getattr(self.settings, job).interval_s)
+
+    def _score_sentiment(self) -> None:
+        from training.news_reader import read_silver_news
+        from training.sentiment import SentimentModel
+        from training.sentiment_gold import score_news_hourly
+
+        started = time.monotonic()
+        s = self.settings.sentiment
+        since = datetime.now(UTC) - timedelta(hours=s.lookback_hours)
+        news = read_silver_news(self.settings.lake_root, since=since)
+        if not news:
+            return
+        if self._sentiment_model is None:  # loaded on first use: seconds and ~100 MB
+            self._sentiment_model = SentimentModel.from_settings(s, num_threads=1)
+        written = self.db.run(lambda c: score_news_hourly(c, self._sentiment_model, news))
+        self.sentiment_runs += 1
+        self.last_sentiment = {"stories": len(news), "rows_written": written,
+                               "seconds": round(time.monotonic() - started, 2), "at": time.time()}
+        log.info("sentiment job: %s", self.last_sentiment)
+
+    def _recompute_risk(self) -> None:
+        from training.news_reader import read_silver_news
+        from training.risk import latest_risk, news_from_records, recompute_risk
+
+        started = time.monotonic()
+        r = self.settings.risk
+        since = datetime.now(UTC) - timedelta(days=r.news_lookback_days)
+        news = news_from_records(read_silver_news(self.settings.lake_root, since=since))
+        scored = self.db.run(lambda c: recompute_risk(c, news=news))
+        pipe = self.redis.pipeline(transaction=False)
+        for asset_id in self.asset_ids:
+            row = self.db.run(lambda c, a=asset_id: latest_risk(c, a))
+            if row is not None:
+                pipe.set(cache.risk_key(asset_id), json.dumps(row, default=str), ex=r.cache_ttl_s)
+        pipe.execute()
+        self.risk_runs += 1
+        self.last_risk = {"assets": scored, "news": len(news),
+                          "seconds": round(time.monotonic() - started, 2), "at": time.time()}
+        log.info("risk job: %s", self.last_risk)
+
+    def _predictions_step(self) -> None:
         now = time.monotonic()
         full = now >= self._next_full
         if not full and (now < self._next_try or not self._pending):
@@ -68,7 +142,9 @@ class PredictionScheduler:
         self._next_full = 0.0
 
     def stats(self) -> dict[str, Any]:
-        return {"runs": self.runs, "last_run": self.last}
+        return {"runs": self.runs, "last_run": self.last,
+                "sentiment_runs": self.sentiment_runs, "last_sentiment": self.last_sentiment,
+                "risk_runs": self.risk_runs, "last_risk": self.last_risk}
 
     def stop(self) -> None:
         self.loop.stop(timeout_s=60)

@@ -37,6 +37,11 @@ def prediction_key(asset_id: str, horizon: int) -> str:
     return f"rwa:prediction:{asset_id}:{horizon}"
 
 
+def risk_key(asset_id: str) -> str:
+    """The latest risk score of an asset with its explanation (JSON, TTL from settings)."""
+    return f"rwa:risk:{asset_id}"
+
+
 def restarts_key(component: str) -> str:
     return f"rwa:restarts:{component}"
 

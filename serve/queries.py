@@ -97,3 +97,36 @@ async def latest_prediction(pool: asyncpg.Pool, asset_id: str, horizon: int) -> 
            ORDER BY generated_at DESC LIMIT 1""",
         asset_id, horizon)
     return dict(row) if row else None
+
+
+async def sentiment_hours(pool: asyncpg.Pool, asset_id: str, *, start: datetime | None,
+                          end: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """The latest ``limit`` hourly sentiment rows in [start, end), oldest first. A row whose
+    stories are counted but not scored yet has a null ``sentiment_score``."""
+    rows = await pool.fetch(
+        """SELECT * FROM (
+                SELECT time, source, sentiment_score, article_count FROM sentiment_scores
+                WHERE asset_id = $1
+                  AND ($2::timestamptz IS NULL OR time >= $2)
+                  AND ($3::timestamptz IS NULL OR time < $3)
+                ORDER BY time DESC, source LIMIT $4) s
+            ORDER BY time, source""",
+        asset_id, start, end, limit)
+    return [dict(r) for r in rows]
+
+
+async def onchain_days(pool: asyncpg.Pool, asset_id: str, *, start: datetime | None,
+                       end: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """The latest ``limit`` daily on-chain rows in [start, end), oldest first."""
+    rows = await pool.fetch(
+        """SELECT * FROM (
+                SELECT time, holder_count, transfer_count, transfer_volume, dex_liquidity,
+                       exchange_inflow, exchange_outflow, nav, apy, tvl_usd, chain
+                FROM onchain_metrics
+                WHERE asset_id = $1
+                  AND ($2::timestamptz IS NULL OR time >= $2)
+                  AND ($3::timestamptz IS NULL OR time < $3)
+                ORDER BY time DESC LIMIT $4) o
+            ORDER BY time""",
+        asset_id, start, end, limit)
+    return [dict(r) for r in rows]

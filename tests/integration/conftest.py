@@ -114,6 +114,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
         # 30 days of hourly history: enough for daily ARIMA, quick to push through.
         "RWA_SIMULATOR__HISTORY_HOURS": str(24 * 30),
         "RWA_PIPELINE__INTERVAL_S": "3",
+        "RWA_SENTIMENT__INTERVAL_S": "10",
         "RWA_PIPELINE__BRONZE_FLUSH_S": "1",
         # A one-second grid makes gaps and duplicates after an actor kill visible fast.
         "RWA_SOURCES__ONCHAIN_SIM__INTERVAL_S": "1",

@@ -83,6 +83,36 @@ def test_gold_bars_become_predictions_served_by_the_api(platform: Platform) -> N
                interval_s=3)
 
 
+def test_the_scheduler_scores_risk_and_news_sentiment_served_by_the_api(
+        platform: Platform) -> None:
+    """The analytics scheduler appends explained risk scores (cached in Redis) and turns
+    silver news into scored hourly sentiment; the API serves both."""
+    def scored():
+        r = httpx.get(f"{platform.api_url}/risk/PAXG", timeout=10)
+        return r.json() if r.status_code == 200 else None
+
+    risk = wait_until(scored, timeout_s=240, what="a PAXG risk score", interval_s=2)
+    assert risk["asset_id"] == "paxg" and 0 <= risk["composite_score"] <= 100
+    subs = risk["explanation"]["sub_scores"]
+    assert set(subs) == {"market", "credit", "regulatory", "technical"}
+    assert all(sub["factors"] for sub in subs.values())
+    history = httpx.get(f"{platform.api_url}/risk/paxg/history", timeout=10).json()["items"]
+    assert history and history[0]["score_id"] == risk["score_id"]
+
+    def sentiment():
+        rows = platform.sql("SELECT asset_id FROM sentiment_scores "
+                            "WHERE sentiment_score IS NOT NULL LIMIT 1")
+        return rows[0]["asset_id"] if rows else None
+
+    asset = wait_until(sentiment, timeout_s=240, what="scored news sentiment", interval_s=3)
+    items = httpx.get(f"{platform.api_url}/assets/{asset}/sentiment", timeout=10).json()["items"]
+    scored_hours = [i for i in items if i["sentiment_score"] is not None]
+    assert scored_hours and all(-1 <= i["sentiment_score"] <= 1 and i["article_count"] >= 1
+                                for i in scored_hours)
+    onchain = httpx.get(f"{platform.api_url}/assets/paxg/onchain", timeout=10).json()
+    assert onchain["asset_id"] == "paxg" and isinstance(onchain["items"], list)
+
+
 def test_malformed_messages_go_to_dead_letter_while_good_ones_flow(platform: Platform) -> None:
     marker = f"test-probe-{uuid.uuid4().hex[:8]}"
     producer = KafkaProducer(bootstrap_servers=platform.kafka_bootstrap, acks="all")
@@ -198,6 +228,11 @@ def test_prices_endpoint_serves_gold_bars(platform: Platform) -> None:
         ("/assets/paxg/prices", {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, 422),
         ("/predictions/paxg", {"horizon": 0}, 422),
         ("/predictions/paxg", {"horizon": "soon"}, 422),
+        ("/risk/no-such-asset", {}, 404),
+        ("/risk/paxg/history", {"limit": 0}, 422),
+        ("/assets/paxg/sentiment", {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+         422),
+        ("/assets/no-such-asset/onchain", {}, 404),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(platform: Platform, path: str, params: dict, status: int) -> None:
