@@ -66,3 +66,23 @@ def test_ddp_training_on_two_workers_checkpoints_and_resumes(local_ray, tmp_path
     path = lstm.forecast(model, SERIES["asset-0"], 3, lookback=8,
                          scaler=meta["scalers"]["asset-0"])
     assert path.shape == (3,) and np.all(np.isfinite(path))
+
+
+def test_tiny_tune_search_with_asha(local_ray, tmp_path: Path) -> None:
+    from training import lstm
+    from training.tune_lstm import tune_lstm
+
+    space = {"hidden_size": (4, 8), "lr": (0.003, 0.02), "lookback": (5, 8)}
+    result = tune_lstm(SERIES, storage_path=str(tmp_path), name="tiny", search_space=space,
+                       num_samples=3, epochs=2, num_workers=1, use_gpu=False,
+                       max_concurrent_trials=2, base_config={"batch_size": 64})
+    assert len(result.trials) >= 2
+    for trial in result.trials:
+        assert all(trial["config"][k] in space[k] for k in space)
+        assert trial["epoch"] in (1, 2)  # ASHA may stop a trial after its grace epoch
+        assert math.isfinite(trial["val_loss"])
+    assert all(result.best_config[k] in space[k] for k in space)
+    assert result.best_val_loss == min(t["val_loss"] for t in result.trials)
+    assert result.best_checkpoint_path
+    assert lstm.load_state(result.best_checkpoint_path)["config"]["lookback"] == \
+        result.best_config["lookback"]
