@@ -1,0 +1,142 @@
+"""LSTM training as a Ray job (``kuberay/rayjob-train.yaml``, ``rwa train --submit``):
+read daily closes from gold, then train across assets with Ray Train, or search
+hyperparameters with Ray Tune, and print the result as one JSON object.
+
+    python -m training.train_job --workers 2 --epochs 20
+    python -m training.train_job --tune --samples 8 --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train_job",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="DDP workers (per trial).")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--days", type=int, default=730, help="Days of daily closes per asset.")
+    parser.add_argument("--gpu", choices=("auto", "yes", "no"), default="auto",
+                        help="Workers on GPUs; auto: when the cluster has them.")
+    parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--storage", default=None,
+                        help="Runs and checkpoints (path or URI); default <lake>/models/lstm.")
+    parser.add_argument("--name", default="lstm")
+    parser.add_argument("--resume-from", default=None, help="Checkpoint directory to continue.")
+    parser.add_argument("--tune", action="store_true", help="Search hyperparameters with ASHA.")
+    parser.add_argument("--samples", type=int, default=8, help="Tune trials.")
+    parser.add_argument("--concurrent", type=int, default=2, help="Tune trials at once.")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster ('auto', 'ray://…'); default: settings, else local.")
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="Logical CPUs of a locally started Ray.")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="ASSETS",
+                        help="Train on this many simulated assets instead of gold (smoke runs).")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.epochs < 1 or args.samples < 1:
+        parser.error("--workers, --epochs and --samples must be at least 1")
+    if args.tune and args.resume_from:
+        parser.error("--resume-from continues a training run, not a search")
+    return args
+
+
+def synthetic_series(assets: int, *, days: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Prices with AR(1) log returns, for smoke runs without a database."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(assets):
+        r = np.zeros(days)
+        for t in range(1, days):
+            r[t] = 0.5 * r[t - 1] + 0.01 * rng.standard_normal()
+        out[f"sim-{i}"] = 100.0 * np.exp(np.cumsum(r))
+    return out
+
+
+async def _gold_series(database_url: str, days: int) -> dict[str, np.ndarray]:
+    import asyncpg
+
+    from training.train_loop import load_series
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await load_series(conn, days=days)
+    finally:
+        await conn.close()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Train or tune as ``args`` say, on the Ray this process is connected to."""
+    from training.train_loop import train_lstm
+    from training.tune_lstm import tune_lstm
+
+    if args.synthetic:
+        series = synthetic_series(args.synthetic, days=min(args.days, 400))
+    else:
+        if settings.database_url is None:
+            raise ConfigError("training reads gold: set DATABASE_URL (or --synthetic N)")
+        series = asyncio.run(_gold_series(settings.database_url.get_secret_value(), args.days))
+        if not series:
+            raise ConfigError("gold holds no asset with enough daily closes to train on")
+    storage = args.storage or f"{settings.lake_root.rstrip('/')}/models/lstm"
+    use_gpu = {"auto": None, "yes": True, "no": False}[args.gpu]
+    log.info("training on %d assets, storage %s", len(series), storage)
+    if args.tune:
+        result = tune_lstm(series, storage_path=storage, name=f"{args.name}-tune",
+                           num_samples=args.samples, epochs=args.epochs,
+                           num_workers=args.workers, use_gpu=use_gpu,
+                           max_concurrent_trials=args.concurrent,
+                           cpus_per_worker=args.cpus_per_worker)
+        return {"mode": "tune", "assets": len(series), **asdict(result)}
+    result = train_lstm(series, num_workers=args.workers, use_gpu=use_gpu, epochs=args.epochs,
+                        storage_path=storage, name=args.name, resume_from=args.resume_from,
+                        cpus_per_worker=args.cpus_per_worker)
+    return {"mode": "train", "assets": len(series), "metrics": result.metrics,
+            "checkpoint_path": result.checkpoint_path, "run_path": result.run_path}
+
+
+def connect_ray(address: str | None, *, num_cpus: int | None, namespace: str) -> None:
+    """Join a cluster at ``address``, or start a local Ray with pinned logical CPUs."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Inside a Ray job (KubeRay, `ray job submit`) the cluster's address is in RAY_ADDRESS.
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=namespace)
+    else:
+        ray.init(address="local", num_cpus=num_cpus or 4, include_dashboard=False,
+                 namespace=namespace)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    connect_ray(args.address or settings.ray.address, num_cpus=args.num_cpus,
+                namespace=settings.ray.namespace)
+    print(json.dumps(run(args, settings), default=str))
+
+
+if __name__ == "__main__":
+    main()
