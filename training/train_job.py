@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
     parser.add_argument("--storage", default=None,
                         help="Runs and checkpoints (path or URI); default <lake>/models/lstm.")
-    parser.add_argument("--name", default="lstm")
+    parser.add_argument("--name", default=None,
+                        help="Run name; default lstm-<UTC time>. Reusing a name continues "
+                             "that run from its newest checkpoint.")
     parser.add_argument("--resume-from", default=None, help="Checkpoint directory to continue.")
     parser.add_argument("--tune", action="store_true", help="Search hyperparameters with ASHA.")
     parser.add_argument("--samples", type=int, default=8, help="Tune trials.")
@@ -98,22 +101,24 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             raise ConfigError("gold holds no asset with enough daily closes to train on")
     storage = args.storage or f"{settings.lake_root.rstrip('/')}/models/lstm"
     use_gpu = {"auto": None, "yes": True, "no": False}[args.gpu]
+    name = args.name or f"lstm-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     log.info("training on %d assets, storage %s", len(series), storage)
     if args.tune:
-        result = tune_lstm(series, storage_path=storage, name=f"{args.name}-tune",
+        result = tune_lstm(series, storage_path=storage, name=f"{name}-tune",
                            num_samples=args.samples, epochs=args.epochs,
                            num_workers=args.workers, use_gpu=use_gpu,
                            max_concurrent_trials=args.concurrent,
                            cpus_per_worker=args.cpus_per_worker)
         return {"mode": "tune", "assets": len(series), **asdict(result)}
     result = train_lstm(series, num_workers=args.workers, use_gpu=use_gpu, epochs=args.epochs,
-                        storage_path=storage, name=args.name, resume_from=args.resume_from,
+                        storage_path=storage, name=name, resume_from=args.resume_from,
                         cpus_per_worker=args.cpus_per_worker)
     return {"mode": "train", "assets": len(series), "metrics": result.metrics,
             "checkpoint_path": result.checkpoint_path, "run_path": result.run_path}
 
 
-def connect_ray(address: str | None, *, num_cpus: int | None, namespace: str) -> None:
+def connect_ray(address: str | None, *, num_cpus: int | None, namespace: str,
+                log_to_driver: bool = True) -> None:
     """Join a cluster at ``address``, or start a local Ray with pinned logical CPUs."""
     import ray
 
@@ -122,10 +127,10 @@ def connect_ray(address: str | None, *, num_cpus: int | None, namespace: str) ->
     # Inside a Ray job (KubeRay, `ray job submit`) the cluster's address is in RAY_ADDRESS.
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, namespace=namespace)
+        ray.init(address=address, namespace=namespace, log_to_driver=log_to_driver)
     else:
         ray.init(address="local", num_cpus=num_cpus or 4, include_dashboard=False,
-                 namespace=namespace)
+                 namespace=namespace, log_to_driver=log_to_driver)
 
 
 def main(argv: list[str] | None = None) -> None:
