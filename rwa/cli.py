@@ -223,6 +223,65 @@ def pipeline_report(as_json: Annotated[bool, typer.Option("--json", help="Print 
 
 
 @app.command()
+def train(
+    workers: Annotated[int, typer.Option(min=1, help="DDP workers (per trial with --tune).")] = 2,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    tune: Annotated[bool, typer.Option("--tune", help="ASHA search over hyperparameters.")
+                    ] = False,
+    samples: Annotated[int, typer.Option(min=1, help="Tune trials.")] = 8,
+    gpu: Annotated[str, typer.Option(help="auto (detect), yes or no.")] = "auto",
+    days: Annotated[int, typer.Option(min=2, help="Days of daily closes per asset.")] = 730,
+    resume_from: Annotated[str | None, typer.Option(help="Checkpoint directory to continue."
+                                                    )] = None,
+    synthetic: Annotated[int, typer.Option(help="Simulated assets instead of gold.")] = 0,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join ('auto', 'ray://…'); default: a local Ray.")] = None,
+    submit: Annotated[str | None, typer.Option(
+        help="Ray Jobs API URL (http://head:8265): submit as a Ray job and return.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Train the LSTM across assets with Ray Train (or search it with Ray Tune)."""
+    import shlex
+
+    from training.train_job import connect_ray, parse_args, run
+
+    argv = ["--workers", str(workers), "--epochs", str(epochs), "--gpu", gpu,
+            "--days", str(days), "--samples", str(samples)]
+    argv += ["--tune"] if tune else []
+    argv += ["--resume-from", resume_from] if resume_from else []
+    argv += ["--synthetic", str(synthetic)] if synthetic else []
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:
+        raise typer.Exit(2) from e
+    if submit:
+        from ray.job_submission import JobSubmissionClient
+
+        entrypoint = shlex.join(["python", "-m", "training.train_job", *argv])
+        job_id = JobSubmissionClient(submit).submit_job(entrypoint=entrypoint)
+        typer.echo(json.dumps({"job_id": job_id, "entrypoint": entrypoint}) if as_json
+                   else f"submitted {job_id}: {entrypoint}")
+        return
+    settings = _settings() if synthetic else _running_settings()
+    _logging("WARNING")
+    connect_ray(address or settings.ray.address, num_cpus=settings.ray.num_cpus,
+                namespace=settings.ray.namespace, log_to_driver=not as_json)
+    try:
+        result = run(args, settings)
+    except RwaError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    table = Table("figure", "value", title=f"LSTM {result['mode']} on {result['assets']} assets")
+    for key, value in result.items():
+        if key not in ("mode", "assets", "trials"):
+            table.add_row(key, json.dumps(value, default=str))
+    console.print(table)
+
+
+@app.command()
 def forecast(
     input: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False,
                                         help="CSV with columns time,value.")],
