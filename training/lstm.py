@@ -103,7 +103,7 @@ def make_windows(series: Mapping[str, np.ndarray], *, lookback: int,
     for asset_id, closes in sorted(series.items()):
         r = log_returns(closes)
         n_windows = len(r) - lookback
-        n_val = max(1, int(round(n_windows * val_fraction)))
+        n_val = max(1, round(n_windows * val_fraction))
         if n_windows - n_val < 1:
             continue
         # Statistics from the returns the training windows see, never the validation part.

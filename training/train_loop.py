@@ -80,7 +80,7 @@ def train_loop_per_worker(config: dict) -> None:
     done = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and cfg.get("resume_from"):
-        checkpoint = Checkpoint.from_directory(cfg["resume_from"])
+        checkpoint = Checkpoint(cfg["resume_from"])  # a local path or a storage URI
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = lstm.load_state(d)
@@ -139,7 +139,7 @@ def detect_gpu() -> bool:
         import ray
 
         return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1
-    except Exception:  # no cluster to ask: CPUs it is
+    except (RuntimeError, ConnectionError):  # no cluster to ask: CPUs it is
         return False
 
 
@@ -187,7 +187,8 @@ def train_lstm(series: Mapping[str, np.ndarray], *, num_workers: int = 2,
         storage_path: Where runs and checkpoints are kept (a shared path or URI on a
             multi-node cluster).
         name: The run's name under ``storage_path``.
-        resume_from: A checkpoint directory of an earlier run to continue from.
+        resume_from: A checkpoint of an earlier run to continue from (a directory or a
+            storage URI).
         config: Hyperparameters overriding :data:`DEFAULTS`.
         cpus_per_worker: Logical CPUs each worker asks for (fractional on small machines).
         keep_checkpoints: How many recent checkpoints the run keeps.
@@ -197,8 +198,12 @@ def train_lstm(series: Mapping[str, np.ndarray], *, num_workers: int = 2,
         ray.train.TrainingFailedError: When training fails beyond ``max_failures``.
     """
     import ray
+    from ray.train import Checkpoint
 
-    done = int(lstm.load_state(resume_from)["epoch"]) if resume_from else 0
+    done = 0
+    if resume_from:
+        with Checkpoint(resume_from).as_directory() as d:
+            done = int(lstm.load_state(d)["epoch"])
     ref = ray.put(dict(series))
     trainer = build_trainer(ref, num_workers=num_workers, use_gpu=use_gpu,
                             storage_path=storage_path, name=name,

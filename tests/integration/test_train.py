@@ -86,3 +86,13 @@ def test_tiny_tune_search_with_asha(local_ray, tmp_path: Path) -> None:
     assert result.best_checkpoint_path
     assert lstm.load_state(result.best_checkpoint_path)["config"]["lookback"] == \
         result.best_config["lookback"]
+
+
+@pytest.mark.gpu
+def test_training_on_gpu_workers(local_ray, tmp_path: Path) -> None:
+    from training.train_loop import train_lstm
+
+    result = train_lstm(SERIES, num_workers=1, use_gpu=True, epochs=1,
+                        storage_path=str(tmp_path), name="gpu", config=TINY)
+    assert result.metrics["device"] == "cuda"
+    assert math.isfinite(result.metrics["val_loss"])

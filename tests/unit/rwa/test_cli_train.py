@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +16,7 @@ runner = CliRunner()
 
 
 class FakeJobClient:
-    submitted: list[tuple[str, str]] = []
+    submitted: ClassVar[list[tuple[str, str]]] = []
 
     def __init__(self, address: str) -> None:
         self.address = address
