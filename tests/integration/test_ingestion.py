@@ -83,14 +83,28 @@ def test_ingest_status_and_metrics_show_each_source(platform: Platform) -> None:
 
 @pytest.fixture(scope="module")
 def ray_client(platform: Platform) -> Iterator[Any]:
-    os.environ["RAY_AUTH_MODE"] = "token"
-    import ray
+    """A driver on the platform's Ray, which requires its token (~/.ray/auth_token).
 
+    Ray reads its auth mode once, when first imported, and another test module may have
+    imported it already: the mode is set and Ray's cached config reloaded here, and both
+    put back afterwards, so a later test's own local Ray starts without auth as usual.
+    """
+    import ray
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    previous = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    reset_auth_token_state()
     ray.init(address=platform.ray_address, namespace="rwa", log_to_driver=False)
     try:
         yield ray
     finally:
         ray.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous
+        reset_auth_token_state()
 
 
 def _actor_state(plat: Platform, name: str) -> Any:
