@@ -45,8 +45,8 @@ class PredictionScheduler:
         self._next_full = 0.0
         self._next_try = 0.0
         self._pending: set[str] = set(self.asset_ids)
-        self._next_sentiment = 0.0
-        self._next_risk = 0.0
+        #: When each periodic job is next due (monotonic seconds); both run on the first step.
+        self._due = {"sentiment": 0.0, "risk": 0.0}
         self._sentiment_model: Any = None
         self.sentiment_runs = 0
         self.risk_runs = 0
@@ -66,14 +66,14 @@ class PredictionScheduler:
     def _run_due(self, job: str, run: Any) -> None:
         """Run ``job`` if its clock says so; a failure waits for the next turn."""
         now = time.monotonic()
-        if now < getattr(self, f"_next_{job}"):
+        if now < self._due[job]:
             return
-        setattr(self, f"_next_{job}", now + getattr(self.settings, job).interval_s)
+        interval_s = getattr(self.settings, job).interval_s
+        self._due[job] = now + interval_s
         try:
             run()
         except Exception:  # one failing job must not stop the others
-            log.exception("%s job failed; next try in %.0f s", job,
-                          getattr(self.settings, job).interval_s)
+            log.exception("%s job failed; next try in %.0f s", job, interval_s)
 
     def _score_sentiment(self) -> None:
         from training.news_reader import read_silver_news
@@ -96,18 +96,19 @@ class PredictionScheduler:
 
     def _recompute_risk(self) -> None:
         from training.news_reader import read_silver_news
-        from training.risk import latest_risk, news_from_records, recompute_risk
+        from training.risk import latest_risks, news_from_records, recompute_risk
 
         started = time.monotonic()
         r = self.settings.risk
         since = datetime.now(UTC) - timedelta(days=r.news_lookback_days)
         news = news_from_records(read_silver_news(self.settings.lake_root, since=since))
         scored = self.db.run(lambda c: recompute_risk(c, news=news))
+        latest = self.db.run(lambda c: latest_risks(c, self.asset_ids))
         pipe = self.redis.pipeline(transaction=False)
-        for asset_id in self.asset_ids:
-            row = self.db.run(lambda c, a=asset_id: latest_risk(c, a))
-            if row is not None:
-                pipe.set(cache.risk_key(asset_id), json.dumps(row, default=str), ex=r.cache_ttl_s)
+        for asset_id, row in latest.items():
+            # ISO times, as the prediction cache writes them.
+            pipe.set(cache.risk_key(asset_id), json.dumps(row, default=datetime.isoformat),
+                     ex=r.cache_ttl_s)
         pipe.execute()
         self.risk_runs += 1
         self.last_risk = {"assets": scored, "news": len(news),

@@ -3,7 +3,7 @@ upsert, so loading the same rows twice leaves a table exactly as loading them on
 
 :func:`load_rows` is the one loader; the per-dataset functions name the table, its
 columns and its natural key. Rows come from the Parquet folders Spark writes into the
-lake's gold hand-off (:func:`read_records`).
+lake's gold hand-off (:func:`read_table`).
 """
 
 from __future__ import annotations
@@ -241,15 +241,6 @@ def read_table(folder: Path, columns: Sequence[str]) -> pa.Table | None:
         return None
     # Spark's _SUCCESS and .crc files are skipped by pyarrow's default ignore prefixes.
     return pq.read_table(folder, columns=list(columns))
-
-
-def read_records(folder: Path, columns: Sequence[str]) -> list[tuple]:
-    """The rows Spark wrote to the Parquet folder ``folder``, as tuples in ``columns``
-    order ready for COPY; none when the folder holds no Parquet file."""
-    table = read_table(folder, columns)
-    if table is None:
-        return []
-    return list(zip(*(table.column(c).to_pylist() for c in columns)))
 
 
 async def record_quarantine(conn: asyncpg.Connection, stage: str,

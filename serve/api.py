@@ -210,6 +210,14 @@ def create_api(args: AppArgs) -> FastAPI:
                                         start=start, end=end, limit=limit)
         return {"asset_id": asset["asset_id"], "interval": interval, "items": bars}
 
+    async def asset_series(query: Any, asset_id: str, start: datetime | None,
+                           end: datetime | None, limit: int) -> dict[str, Any]:
+        """``{asset_id, items}`` of a per-asset time-series ``query`` over [start, end)."""
+        time_range(start, end)
+        asset = await asset_or_404(asset_id)
+        rows = await query(await pool(), asset["asset_id"], start=start, end=end, limit=limit)
+        return {"asset_id": asset["asset_id"], "items": rows}
+
     @app.get("/assets/{asset_id}/sentiment", tags=["assets"])
     async def get_sentiment(
         asset_id: str,
@@ -218,11 +226,7 @@ def create_api(args: AppArgs) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
     ) -> dict[str, Any]:
         """News sentiment per hour and source: mean score in [-1, 1] and story count."""
-        time_range(start, end)
-        asset = await asset_or_404(asset_id)
-        rows = await queries.sentiment_hours(await pool(), asset["asset_id"], start=start,
-                                             end=end, limit=limit)
-        return {"asset_id": asset["asset_id"], "items": rows}
+        return await asset_series(queries.sentiment_hours, asset_id, start, end, limit)
 
     @app.get("/assets/{asset_id}/onchain", tags=["assets"])
     async def get_onchain(
@@ -232,11 +236,7 @@ def create_api(args: AppArgs) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 365,
     ) -> dict[str, Any]:
         """On-chain metrics per day (holders, transfers, liquidity, exchange flows, NAV)."""
-        time_range(start, end)
-        asset = await asset_or_404(asset_id)
-        rows = await queries.onchain_days(await pool(), asset["asset_id"], start=start, end=end,
-                                          limit=limit)
-        return {"asset_id": asset["asset_id"], "items": rows}
+        return await asset_series(queries.onchain_days, asset_id, start, end, limit)
 
     @app.get("/risk/{asset_id}", tags=["risk"])
     async def get_risk(asset_id: str) -> dict[str, Any]:

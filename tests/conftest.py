@@ -1,8 +1,22 @@
-"""Shared test settings: no network beyond loopback, GPU tests skip without a GPU."""
+"""Shared test settings: no network beyond loopback, GPU tests skip without a GPU, and one
+embedded PostgreSQL per test module that asks for ``pg_uri``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+
+@pytest.fixture(scope="module")
+def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of an embedded PostgreSQL (pgserver) started for the module."""
+    from rwa.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    uri = server.start()
+    yield uri
+    server.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

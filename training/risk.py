@@ -34,12 +34,13 @@ from training.risk_model import (
 )
 from training.risk_news import NewsItem, news_from_records
 from training.risk_scoring import AssetRiskInputs, score_asset
-from training.risk_store import latest_risk, recompute_risk, risk_history
+from training.risk_store import latest_risk, latest_risks, recompute_risk, risk_history
 
 __all__ = [
     "COMPOSITE_WEIGHTS", "CREDIT_WEIGHT", "FACTOR_MAX_POINTS", "FACTOR_NAMES", "MARKET_WEIGHT",
     "METHODOLOGY_DOC", "METHODOLOGY_VERSION", "REGULATORY_WEIGHT", "SUB_SCORES",
     "TECHNICAL_WEIGHT", "AssetRiskInputs", "Factor", "NewsItem", "RiskScore", "SubScore",
-    "SubScoreName", "composite_of", "latest_risk", "news_from_records", "recompute_risk",
+    "SubScoreName", "composite_of", "latest_risk", "latest_risks", "news_from_records",
+    "recompute_risk",
     "risk_history", "score_asset",
 ]

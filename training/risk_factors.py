@@ -280,14 +280,21 @@ def legal_category(asset: Asset) -> tuple[str, float, float, str | None]:
     return "other", *OTHER_LEGAL, text
 
 
-def legal_structure(asset: Asset) -> Factor:
-    category, fraction, _, text = legal_category(asset)
+def _legal_factor(asset: Asset, sub_score: SubScoreName, name: str, *, reading: str) -> Factor:
+    """A factor read off the legal structure's category: its credit fraction for the
+    credit sub-score, its regulatory one for the regulatory (see :func:`legal_category`)."""
+    category, credit, regulatory, text = legal_category(asset)
+    fraction = regulatory if sub_score == "regulatory" else credit
     if text is None:
         evidence = f"legal structure not stated: unknown → treated as {_share(fraction)}"
     else:
-        evidence = f"“{text}” → {category} = {_share(fraction)} (issuer/wrapper credit)"
-    return make_factor("credit", "legal_structure", fraction, value=category, unit="label",
+        evidence = f"“{text}” → {category} = {_share(fraction)} ({reading})"
+    return make_factor(sub_score, name, fraction, value=category, unit="label",
                        evidence=evidence, source=CATALOG, assumed=text is None)
+
+
+def legal_structure(asset: Asset) -> Factor:
+    return _legal_factor(asset, "credit", "legal_structure", reading="issuer/wrapper credit")
 
 
 def custody(asset: Asset) -> Factor:
@@ -402,13 +409,7 @@ def jurisdiction(asset: Asset) -> Factor:
 
 
 def legal_wrapper(asset: Asset) -> Factor:
-    category, _, fraction, text = legal_category(asset)
-    if text is None:
-        evidence = f"legal structure not stated: unknown → treated as {_share(fraction)}"
-    else:
-        evidence = f"“{text}” → {category} = {_share(fraction)} (regulatory clarity)"
-    return make_factor("regulatory", "legal_wrapper", fraction, value=category, unit="label",
-                       evidence=evidence, source=CATALOG, assumed=text is None)
+    return _legal_factor(asset, "regulatory", "legal_wrapper", reading="regulatory clarity")
 
 
 def access_controls(asset: Asset) -> Factor:

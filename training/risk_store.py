@@ -194,6 +194,18 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
+async def latest_risks(conn: asyncpg.Connection,
+                       asset_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The latest score of each of ``asset_ids`` that was ever scored, in one query;
+    rows as :func:`latest_risk` returns them."""
+    records = await conn.fetch(
+        f"""SELECT DISTINCT ON (asset_id) {_SCORE_COLUMNS}, explanation FROM risk_scores
+            WHERE asset_id = ANY($1::text[])
+            ORDER BY asset_id, calculated_at DESC, score_id DESC""",
+        list(asset_ids))
+    return {r["asset_id"]: _row(r) for r in records}
+
+
 async def latest_risk(conn: asyncpg.Connection, asset_id: str) -> dict[str, Any] | None:
     """The latest score of ``asset_id`` with its explanation, or ``None`` if never scored.
 
@@ -203,11 +215,7 @@ async def latest_risk(conn: asyncpg.Connection, asset_id: str) -> dict[str, Any]
         explanation}``; ``explanation`` is the parsed JSON (``None`` on rows written
         before migration 0004).
     """
-    record = await conn.fetchrow(
-        f"""SELECT {_SCORE_COLUMNS}, explanation FROM risk_scores WHERE asset_id = $1
-            ORDER BY calculated_at DESC, score_id DESC LIMIT 1""",
-        asset_id)
-    return _row(record) if record else None
+    return (await latest_risks(conn, [asset_id])).get(asset_id)
 
 
 async def risk_history(conn: asyncpg.Connection, asset_id: str, *,

@@ -8,7 +8,6 @@ emptied before each test; the migration tests each get a new, empty database.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,20 +21,13 @@ import redis
 from core import cache, db
 from core.catalog import load_catalog
 from pipeline import gold, hot
-from rwa.embedded import EmbeddedPostgres, EmbeddedRedis
+from rwa.embedded import EmbeddedRedis
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
 A, B = "paxg", "buidl"
-
-
-@pytest.fixture(scope="module")
-def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    uri = server.start()
-    yield uri
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -47,36 +39,13 @@ def redis_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Red
     server.stop()
 
 
-def _with_db(uri: str, name: str) -> str:
-    base, _, query = uri.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
-async def _fresh_db(pg_uri: str) -> tuple[asyncpg.Connection, str]:
-    name = f"gold_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_uri)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return await asyncpg.connect(_with_db(pg_uri, name)), name
-
-
-async def _drop_db(pg_uri: str, name: str) -> None:
-    admin = await asyncpg.connect(pg_uri)
-    try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def bare(pg_uri: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a new, empty database."""
-    conn, name = await _fresh_db(pg_uri)
-    yield conn
-    await conn.close()
-    await _drop_db(pg_uri, name)
+    async with fresh_database(pg_uri, "gold") as uri:
+        conn = await asyncpg.connect(uri)
+        yield conn
+        await conn.close()
 
 
 GOLD_TABLES = ("price_bars_1m", "price_data", "price_bars_1d", "onchain_metrics",
@@ -86,14 +55,14 @@ GOLD_TABLES = ("price_bars_1m", "price_data", "price_bars_1d", "onchain_metrics"
 @pytest.fixture(scope="module")
 async def gold_uri(pg_uri: str) -> AsyncIterator[str]:
     """A database migrated once for the module, with the asset catalog loaded."""
-    conn, name = await _fresh_db(pg_uri)
-    try:
-        await db.migrate(conn)
-        await db.upsert_assets(conn, load_catalog())
-    finally:
-        await conn.close()
-    yield _with_db(pg_uri, name)
-    await _drop_db(pg_uri, name)
+    async with fresh_database(pg_uri, "gold") as uri:
+        conn = await asyncpg.connect(uri)
+        try:
+            await db.migrate(conn)
+            await db.upsert_assets(conn, load_catalog())
+        finally:
+            await conn.close()
+        yield uri
 
 
 @pytest.fixture
@@ -383,16 +352,20 @@ async def test_the_daily_view_rolls_up_hourly_bars_in_utc(conn: asyncpg.Connecti
     ]
 
 
-def test_read_records_reads_a_spark_style_folder(tmp_path: Path) -> None:
-    assert gold.read_records(tmp_path, gold.PRICE_COLUMNS) == []
+def _rows(table: pa.Table | None) -> list[tuple]:
+    return [] if table is None else list(zip(*(c.to_pylist() for c in table.columns)))
+
+
+def test_read_table_reads_a_spark_style_folder(tmp_path: Path) -> None:
+    assert gold.read_table(tmp_path, gold.PRICE_COLUMNS) is None
     bars = [_bar(A, T0, 10.0), _bar(B, T0 + timedelta(hours=1), 20.0)]
     table = pa.Table.from_pylist([dict(zip(gold.PRICE_COLUMNS, b)) for b in bars])
     pq.write_table(table.select(list(reversed(gold.PRICE_COLUMNS))), tmp_path / "part-0.parquet")
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / ".part-0.parquet.crc").write_bytes(b"\0")
-    assert gold.read_records(tmp_path, gold.PRICE_COLUMNS) == bars
+    assert _rows(gold.read_table(tmp_path, gold.PRICE_COLUMNS)) == bars
     assert gold.read_table(tmp_path, gold.PRICE_COLUMNS).column_names == list(gold.PRICE_COLUMNS)
-    assert gold.read_records(tmp_path, ("asset_id", "close")) == [(A, 10.0), (B, 20.0)]
+    assert _rows(gold.read_table(tmp_path, ("asset_id", "close"))) == [(A, 10.0), (B, 20.0)]
 
 
 # --- hot data --------------------------------------------------------------------------

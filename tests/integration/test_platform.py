@@ -109,8 +109,18 @@ def test_the_scheduler_scores_risk_and_news_sentiment_served_by_the_api(
     scored_hours = [i for i in items if i["sentiment_score"] is not None]
     assert scored_hours and all(-1 <= i["sentiment_score"] <= 1 and i["article_count"] >= 1
                                 for i in scored_hours)
-    onchain = httpx.get(f"{platform.api_url}/assets/paxg/onchain", timeout=10).json()
-    assert onchain["asset_id"] == "paxg" and isinstance(onchain["items"], list)
+
+    def onchain_day():
+        rows = platform.sql("SELECT asset_id, time, holder_count FROM onchain_metrics "
+                            "ORDER BY time DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    day = wait_until(onchain_day, timeout_s=240, what="a gold on-chain day", interval_s=3)
+    onchain = httpx.get(f"{platform.api_url}/assets/{day['asset_id']}/onchain",
+                        timeout=10).json()
+    assert onchain["asset_id"] == day["asset_id"]
+    served = {datetime.fromisoformat(i["time"]): i["holder_count"] for i in onchain["items"]}
+    assert served[day["time"]] == day["holder_count"]
 
 
 def test_malformed_messages_go_to_dead_letter_while_good_ones_flow(platform: Platform) -> None:

@@ -3,8 +3,7 @@ from gold, one appended row per asset and run, and the latest score with its exp
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -13,7 +12,7 @@ import pytest
 
 from core import db
 from core.catalog import load_catalog
-from rwa.embedded import EmbeddedPostgres
+from tests.databases import fresh_database
 from training.risk import (
     FACTOR_NAMES,
     METHODOLOGY_VERSION,
@@ -29,34 +28,17 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    uri = server.start()
-    yield uri
-    server.stop()
-
-
-def _with_db(uri: str, name: str) -> str:
-    base, _, query = uri.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
 @pytest.fixture
 async def conn(pg_uri: str) -> AsyncIterator[asyncpg.Connection]:
     """A new database, migrated, with the catalog loaded."""
-    name = f"risk_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_uri)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(_with_db(pg_uri, name))
-    try:
-        await db.migrate(conn)
-        await db.upsert_assets(conn, load_catalog())
-        yield conn
-    finally:
-        await conn.close()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database(pg_uri, "risk") as uri:
+        conn = await asyncpg.connect(uri)
+        try:
+            await db.migrate(conn)
+            await db.upsert_assets(conn, load_catalog())
+            yield conn
+        finally:
+            await conn.close()
 
 
 async def _load_gold(conn: asyncpg.Connection) -> None:

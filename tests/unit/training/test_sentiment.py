@@ -4,7 +4,7 @@ class. The default model is loaded once for the module."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +16,6 @@ from core import db
 from core.catalog import load_catalog
 from core.settings import Settings
 from pipeline import gold
-from rwa.embedded import EmbeddedPostgres
 from serve.sentiment_deployment import SentimentScorer
 from training.sentiment import (
     TEST_PATH,
@@ -281,14 +280,6 @@ def test_hourly_sentiment_counts_each_story_once_per_asset_hour_and_source() -> 
         (T0 + timedelta(hours=1), "paxg", "simulated-news"): (0.2, 1),
     }
     assert hourly_sentiment(list(reversed(rows)), scores) == out
-
-
-@pytest.fixture(scope="module")
-def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    uri = server.start()
-    yield uri
-    server.stop()
 
 
 @pytest.fixture
