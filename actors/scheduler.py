@@ -37,7 +37,8 @@ class PredictionScheduler:
     def __init__(self, settings: Settings) -> None:
         run_as_batch()
         self.settings = settings
-        self.asset_ids = [a.asset_id for a in load_catalog()]
+        self.assets = load_catalog()
+        self.asset_ids = [a.asset_id for a in self.assets]
         self.db = SyncDb(settings.database_url.get_secret_value())
         self.redis = cache.sync_client(settings.redis_url.get_secret_value())
         self.runs = 0
@@ -121,17 +122,24 @@ class PredictionScheduler:
         if not full and (now < self._next_try or not self._pending):
             return
         # Between full runs, only assets still waiting for enough gold history are tried.
-        targets = self.asset_ids if full else sorted(self._pending)
+        targets = [a for a in self.assets if full or a.asset_id in self._pending]
         deprioritise_db_backend(self.db, self.settings.database_url.get_secret_value())
-        from training.predictions import run_job
+        from training.predictions import promoted_lstm, run_job
 
         p = self.settings.predictions
-        result = self.db.run(lambda c: run_job(
-            c, self.redis, targets, horizons=p.horizons, min_days=p.min_days,
-            ttl_s=p.cache_ttl_s))
+
+        async def job(c):
+            return await run_job(
+                c, self.redis, targets, horizons=p.horizons, min_days=p.min_days,
+                ttl_s=p.cache_ttl_s, lstm=await promoted_lstm(c),
+                calibrations_per_run=p.calibrations_per_run,
+                calibration_max_age_s=p.calibration_max_age_s)
+
+        result = self.db.run(job)
         self.runs += 1
         self._pending = (self._pending - set(result.predicted)) | set(result.skipped)
         self.last = {"predicted": len(result.predicted), "skipped": len(result.skipped),
+                     "recalibrated": result.recalibrated,
                      "seconds": round(time.monotonic() - now, 2), "at": time.time()}
         log.info("prediction job: %s", self.last)
         if full:

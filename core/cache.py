@@ -33,8 +33,11 @@ def stats_24h_key(asset_id: str) -> str:
     return f"rwa:stats24h:{asset_id}"
 
 
-def prediction_key(asset_id: str, horizon: int) -> str:
-    return f"rwa:prediction:{asset_id}:{horizon}"
+def prediction_key(asset_id: str, horizon: int, target: str = "price") -> str:
+    """The latest prediction of one target (price, nav, premium) at one horizon."""
+    if target == "price":
+        return f"rwa:prediction:{asset_id}:{horizon}"
+    return f"rwa:prediction:{asset_id}:{target}:{horizon}"
 
 
 def risk_key(asset_id: str) -> str:

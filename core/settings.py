@@ -186,6 +186,11 @@ class PredictionSettings(BaseModel):
     horizons: list[int] = Field(default_factory=lambda: [1, 7, 30])
     cache_ttl_s: int = 3600
     min_days: int = Field(default=14, ge=8, description="Daily bars needed before forecasting.")
+    calibrations_per_run: int = Field(
+        default=8, ge=0, description="Stale or missing ensemble calibrations (a rolling-origin "
+                                     "backtest each) the hourly job redoes per run.")
+    calibration_max_age_s: float = Field(
+        default=86400.0, gt=0, description="Age after which a calibration counts as stale.")
 
 
 class SentimentSettings(BaseModel):

@@ -433,6 +433,20 @@ class SimulatedMarket:
             )
         return self._bar_envelopes(times, columns)
 
+    def daily_series(self, days: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each asset's daily closes and NAVs (empty unless NAV-pinned) over ``days``
+        days of hourly simulation, for backtests that need paths without envelopes.
+
+        Advances the simulation like :meth:`history` does.
+        """
+        if days < 0:
+            raise ValueError("days must be >= 0")
+        out = {}
+        for sim in self._sims:
+            _, _, _, close, _, nav = sim.bars(days * 24)
+            out[sim.asset.asset_id] = (close[23::24].copy(), nav[23::24].copy())
+        return out
+
     def _bar_envelopes(
         self, times: list[datetime], columns: list[tuple[Any, ...]]
     ) -> Iterator[Envelope]:

@@ -264,18 +264,25 @@ def create_api(args: AppArgs) -> FastAPI:
 
     @app.get("/predictions/{asset_id}", tags=["predictions"])
     async def get_prediction(
-        asset_id: str, horizon: Annotated[int, Query(ge=1, le=365)] = 7
+        asset_id: str, horizon: Annotated[int, Query(ge=1, le=365)] = 7,
+        target: Annotated[Literal["price", "nav", "premium"], Query(
+            description="price; for NAV-pinned assets also nav (its accrual) and premium "
+                        "(price over NAV, minus 1)")] = "price",
     ) -> dict[str, Any]:
+        """The latest ensemble forecast: point, 80/95 % bands, the path up to the horizon,
+        the ensemble weights and the backtest scorecard against the naive forecast."""
         asset_ref = services.symbols.get(asset_id.lower()) or (await asset_or_404(asset_id))["asset_id"]
         # The seed's prediction request flow: the cache first, then the database.
-        hit = await cached(cache.prediction_key(asset_ref, horizon))
+        hit = await cached(cache.prediction_key(asset_ref, horizon, target))
         if hit:
             return hit | {"cached": True}
-        row = await queries.latest_prediction(await pool(), asset_ref, horizon)
+        row = await queries.latest_prediction(await pool(), asset_ref, horizon, target)
         if row is None:
             raise HTTPException(
-                404, f"no prediction for {asset_ref} at horizon {horizon} yet; "
-                     f"horizons produced: {', '.join(map(str, args.prediction_horizons))}")
+                404, f"no {target} prediction for {asset_ref} at horizon {horizon} yet; "
+                     f"horizons produced: {', '.join(map(str, args.prediction_horizons))}"
+                     + ("; nav and premium exist for NAV-pinned assets only"
+                        if target != "price" else ""))
         return row | {"cached": False}
 
     @app.websocket("/ws/prices")

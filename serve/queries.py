@@ -89,14 +89,26 @@ async def price_bars(pool: asyncpg.Pool, asset_id: str, *, interval: Literal["1h
     return [dict(r) for r in rows]
 
 
-async def latest_prediction(pool: asyncpg.Pool, asset_id: str, horizon: int) -> dict[str, Any] | None:
-    row = await pool.fetchrow(
-        """SELECT prediction_id, asset_id, forecast_horizon, predicted_price, confidence_lower,
-                  confidence_upper, lower_95, upper_95, target_time, generated_at, model_version
-           FROM predictions WHERE asset_id = $1 AND forecast_horizon = $2
-           ORDER BY generated_at DESC LIMIT 1""",
-        asset_id, horizon)
-    return dict(row) if row else None
+async def latest_prediction(pool: asyncpg.Pool, asset_id: str, horizon: int,
+                            target: str = "price") -> dict[str, Any] | None:
+    """The newest prediction of one target and horizon, its path and its scorecard."""
+    from training.backtest_store import latest_scorecards
+
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT prediction_id, asset_id, target, forecast_horizon, predicted_price,
+                      confidence_lower, confidence_upper, lower_95, upper_95, target_time,
+                      generated_at, model_version, path
+               FROM predictions WHERE asset_id = $1 AND target = $2 AND forecast_horizon = $3
+               ORDER BY generated_at DESC LIMIT 1""",
+            asset_id, target, horizon)
+        if row is None:
+            return None
+        cards = await latest_scorecards(conn, [asset_id])
+    out = dict(row)
+    out["path"] = json.loads(out["path"]) if out["path"] else []
+    out["scorecard"] = cards.get((asset_id, target), {}).get(horizon)
+    return out
 
 
 async def sentiment_hours(pool: asyncpg.Pool, asset_id: str, *, start: datetime | None,

@@ -3,9 +3,10 @@
 Reading is strict on purpose: a row that cannot be parsed is an error naming its
 line, never a row quietly dropped, because a silently shortened series gives a
 forecast that looks fine and is wrong. Forecasting infers the sampling frequency,
-lays the observations on that grid (a few missing bars become gaps the ARIMA filter
-skips), fits :func:`training.arima.fit_forecast`, and continues the grid past the
-last observation for the forecast times.
+lays the observations on that grid (a few missing bars become gaps), fits the
+ensemble of :mod:`training.ensemble` (naive, ARIMA, damped trend, with weights and
+conformal intervals from a rolling-origin backtest on the series itself), and
+continues the grid past the last observation for the forecast times.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pandas.tseries.frequencies import to_offset
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import ForecastError
-from training.arima import MODEL_VERSION, fit_forecast
+from training import ensemble
+from training.components import default_components
 from training.frequency import infer_frequency
 
 logger = logging.getLogger(__name__)
@@ -168,22 +170,23 @@ def forecast_series(series: pd.Series, horizon: int) -> ForecastResult:
     period = seasonal_period(frequency)
     if period is not None and len(grid) < MIN_SEASONS * period:
         period = None
-    fc = fit_forecast(on_grid.to_numpy(), horizon, seasonal_period=period)
-    logger.debug("fitted order %s seasonal %s", fc.order, fc.seasonal_order)
+    fc = ensemble.fit_forecast(on_grid.to_numpy(), horizon, default_components(period))
+    logger.debug("ensemble weights at step 1: %s", fc.band.weights)
+    band = fc.band
 
     future = pd.date_range(start=grid[-1], periods=horizon + 1, freq=frequency)[1:]
     points = [
         ForecastPoint(
             time=t.to_pydatetime(),
-            mean=float(fc.mean[i]),
-            lower_80=float(fc.lower_80[i]),
-            upper_80=float(fc.upper_80[i]),
-            lower_95=float(fc.lower_95[i]),
-            upper_95=float(fc.upper_95[i]),
+            mean=float(band.mean[i]),
+            lower_80=float(band.lower[0.8][i]),
+            upper_80=float(band.upper[0.8][i]),
+            lower_95=float(band.lower[0.95][i]),
+            upper_95=float(band.upper[0.95][i]),
         )
         for i, t in enumerate(future)
     ]
-    return ForecastResult(model_version=MODEL_VERSION, frequency=frequency, points=points)
+    return ForecastResult(model_version=fc.model_version, frequency=frequency, points=points)
 
 
 def seasonal_period(frequency: str) -> int | None:

@@ -1,31 +1,74 @@
-"""The prediction job: for each asset, fit the forecaster on daily closes from gold and
-write one prediction per horizon to PostgreSQL and to the Redis cache (TTL 1 h)."""
+"""The hourly prediction job: for each asset and target, fit the ensemble on daily
+values from gold and write one prediction per horizon, with its path and its backtest
+scorecard, to PostgreSQL and to the Redis cache (TTL 1 h).
+
+Targets: every asset's market ``price``; NAV-pinned assets (treasury and money-market
+tokens) also their ``nav`` (the accrual, which is what moves) and their ``premium`` of
+price over NAV.
+
+Calibrations (ensemble weights and conformal quantiles, :mod:`training.ensemble`) are
+what makes a forecast expensive: one component fit per rolling origin. The job reuses
+the one stored per asset and target while it is fresh and made by the same components,
+and recalibrates at most ``calibrations_per_run`` stale ones per run, so a cold start
+spreads its cost over a few hours instead of blowing the hour. Until an asset has
+one, its bands are the random-walk normal band, and its model_version says
+``uncalibrated``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import numpy as np
 import redis
 
 from core import cache
-from training import arima
+from training import ensemble
+from training.backtest_store import latest_scorecards, load_calibrations, save_calibration
+from training.components import Component, default_components
 
 log = logging.getLogger(__name__)
 
-#: Days of daily closes the model sees; enough for ARIMA, small enough to fit fast.
+#: Days of daily values the model sees; enough for ARIMA and calibration origins.
 LOOKBACK_DAYS = 180
+
+#: Calibration origins the job uses when it recalibrates.
+JOB_ORIGINS = 16
+
+TARGETS_NAV_PINNED = ("price", "nav", "premium")
+
+
+async def promoted_lstm(conn: asyncpg.Connection) -> Component | None:
+    """The promoted LSTM from the model registry as a component, or None without one."""
+    from training import registry
+    from training.components import lstm_component
+
+    mv = await registry.promoted(conn, "lstm")
+    if mv is None:
+        return None
+    if mv.version not in _LSTM_CACHE:
+        model, state = registry.load_lstm(mv)
+        _LSTM_CACHE.clear()
+        _LSTM_CACHE[mv.version] = lstm_component(model, lookback=int(state["config"]["lookback"]),
+                                                 version=mv.version)
+    return _LSTM_CACHE[mv.version]
+
+
+#: The loaded promoted LSTM, kept between hourly runs (loading it reads the artifact).
+_LSTM_CACHE: dict[str, Component] = {}
 
 
 @dataclass
 class JobResult:
     predicted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    recalibrated: int = 0
 
 
 async def daily_closes(conn: asyncpg.Connection, asset_id: str, *, days: int) -> list:
@@ -44,68 +87,166 @@ async def daily_closes(conn: asyncpg.Connection, asset_id: str, *, days: int) ->
     )
 
 
-def prediction_rows(asset_id: str, last_day: datetime, fc: arima.ArimaForecast,
-                    horizons: Sequence[int], generated_at: datetime) -> list[dict]:
+async def daily_navs(conn: asyncpg.Connection, asset_id: str, *, days: int) -> list:
+    """The NAV of each day (gold keeps the day's last report), oldest first."""
+    return await conn.fetch(
+        """SELECT date_trunc('day', time) AS day, nav FROM onchain_metrics
+           WHERE asset_id = $1 AND nav > 0
+             AND time >= (SELECT max(time) FROM onchain_metrics WHERE asset_id = $1)
+                         - make_interval(days => $2)
+           ORDER BY time""",
+        asset_id, days)
+
+
+async def target_series(conn: asyncpg.Connection, asset_id: str, *, nav_pinned: bool,
+                        days: int = LOOKBACK_DAYS) -> dict[str, tuple[list[datetime], np.ndarray]]:
+    """Daily values per target: ``price``, and for NAV-pinned assets ``nav`` and
+    ``premium`` (close / NAV - 1 on the days both are known)."""
+    closes = await daily_closes(conn, asset_id, days=days)
+    out = {"price": ([r["day"] for r in closes], np.array([r["close"] for r in closes], float))}
+    if nav_pinned:
+        navs = await daily_navs(conn, asset_id, days=days)
+        if navs:
+            out["nav"] = ([r["day"] for r in navs], np.array([r["nav"] for r in navs], float))
+            nav_by_day = {r["day"]: r["nav"] for r in navs}
+            both = [(r["day"], r["close"] / nav_by_day[r["day"]] - 1.0)
+                    for r in closes if r["day"] in nav_by_day]
+            out["premium"] = ([d for d, _ in both], np.array([p for _, p in both], float))
+    return out
+
+
+def prediction_rows(asset_id: str, target: str, last_day: datetime, fc: ensemble.EnsembleForecast,
+                    horizons: Sequence[int], generated_at: datetime, model_version: str,
+                    scorecards: Mapping[int, dict]) -> list[dict]:
+    band = fc.band
+    path = [{"time": (last_day + timedelta(days=i + 1)).isoformat(), "mean": float(band.mean[i]),
+             "lower_80": float(band.lower[0.8][i]), "upper_80": float(band.upper[0.8][i]),
+             "lower_95": float(band.lower[0.95][i]), "upper_95": float(band.upper[0.95][i])}
+            for i in range(len(band.mean))]
     rows = []
     for h in horizons:
         rows.append({
             "asset_id": asset_id,
+            "target": target,
             "forecast_horizon": h,
-            "predicted_price": float(fc.mean[h - 1]),
-            "confidence_lower": float(fc.lower_80[h - 1]),
-            "confidence_upper": float(fc.upper_80[h - 1]),
-            "lower_95": float(fc.lower_95[h - 1]),
-            "upper_95": float(fc.upper_95[h - 1]),
+            "predicted_price": float(band.mean[h - 1]),
+            "confidence_lower": float(band.lower[0.8][h - 1]),
+            "confidence_upper": float(band.upper[0.8][h - 1]),
+            "lower_95": float(band.lower[0.95][h - 1]),
+            "upper_95": float(band.upper[0.95][h - 1]),
             "target_time": last_day + timedelta(days=h),
             "generated_at": generated_at,
-            "model_version": arima.MODEL_VERSION,
+            "model_version": model_version,
+            "weights": {k: round(v, 4) for k, v in band.weights.items()},
+            "path": path[:h],
+            "scorecard": scorecards.get(h),
         })
     return rows
 
 
 async def store(conn: asyncpg.Connection, rows: list[dict]) -> list[int]:
-    ids = []
-    for r in rows:
-        ids.append(await conn.fetchval(
-            """INSERT INTO predictions (asset_id, forecast_horizon, predicted_price,
-                   confidence_lower, confidence_upper, lower_95, upper_95, target_time,
-                   generated_at, model_version)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING prediction_id""",
-            r["asset_id"], r["forecast_horizon"], r["predicted_price"], r["confidence_lower"],
-            r["confidence_upper"], r["lower_95"], r["upper_95"], r["target_time"],
-            r["generated_at"], r["model_version"]))
-    return ids
+    if not rows:
+        return []
+    return [r["prediction_id"] for r in await conn.fetch(
+        """INSERT INTO predictions (asset_id, target, forecast_horizon, predicted_price,
+               confidence_lower, confidence_upper, lower_95, upper_95, target_time,
+               generated_at, model_version, path)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::float8[],
+                                $6::float8[], $7::float8[], $8::float8[], $9::timestamptz[],
+                                $10::timestamptz[], $11::text[], $12::jsonb[])
+           RETURNING prediction_id""",
+        *[[r[k] for r in rows] for k in (
+            "asset_id", "target", "forecast_horizon", "predicted_price", "confidence_lower",
+            "confidence_upper", "lower_95", "upper_95", "target_time", "generated_at",
+            "model_version")],
+        [json.dumps(r["path"]) for r in rows])]
 
 
 def cache_rows(client: redis.Redis, rows: list[dict], ids: list[int], *, ttl_s: int) -> None:
     pipe = client.pipeline(transaction=False)
     for r, pid in zip(rows, ids):
         body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-        pipe.set(cache.prediction_key(r["asset_id"], r["forecast_horizon"]),
+        pipe.set(cache.prediction_key(r["asset_id"], r["forecast_horizon"], r["target"]),
                  json.dumps(body | {"prediction_id": pid}), ex=ttl_s)
     pipe.execute()
 
 
-async def predict_asset(conn: asyncpg.Connection, asset_id: str, *, horizons: Sequence[int],
-                        min_days: int) -> list[dict] | str:
-    """Rows for one asset, or why it was skipped."""
-    closes = await daily_closes(conn, asset_id, days=LOOKBACK_DAYS)
-    if len(closes) < min_days:
-        return f"only {len(closes)} day(s) of gold bars, need {min_days}"
-    values = np.array([r["close"] for r in closes], dtype=float)
-    fc = arima.fit_forecast(values, max(horizons))
-    return prediction_rows(asset_id, closes[-1]["day"], fc, horizons, datetime.now(UTC))
+@dataclass
+class _Calibrator:
+    """Which stored calibrations to trust, and the budget for making new ones."""
+
+    stored: Mapping[tuple[str, str], tuple[str, ensemble.Calibration, datetime]]
+    budget: int
+    max_age: timedelta
+    now: datetime
+    made: int = 0
+
+    def fresh(self, key: tuple[str, str], version: str, horizon: int,
+              ) -> ensemble.Calibration | None:
+        entry = self.stored.get(key)
+        if entry is None:
+            return None
+        stored_version, cal, computed_at = entry
+        if (stored_version != version or self.now - computed_at > self.max_age
+                or len(cal.horizons) < horizon):
+            return None
+        return cal
 
 
-async def run_job(conn: asyncpg.Connection, client: redis.Redis, asset_ids: Sequence[str], *,
-                  horizons: Sequence[int], min_days: int, ttl_s: int) -> JobResult:
+async def forecast_target(conn: asyncpg.Connection, asset_id: str, target: str, y: np.ndarray,
+                          components: Sequence[Component], horizon: int,
+                          calibrator: _Calibrator) -> tuple[ensemble.EnsembleForecast, str]:
+    """The ensemble forecast for one series and the model_version to record."""
+    applicable = [c for c in components if c.applies_to(y)]
+    version = ensemble.model_version(applicable)
+    cal = calibrator.fresh((asset_id, target), version, horizon)
+    if cal is not None:
+        fc = ensemble.fit_forecast(y, horizon, applicable, calibration=cal)
+        return fc, fc.model_version
+    if calibrator.made < calibrator.budget:
+        fc = ensemble.fit_forecast(y, horizon, applicable, max_origins=JOB_ORIGINS)
+        calibrator.made += 1
+        await save_calibration(conn, asset_id, target, fc.model_version, fc.calibration)
+        return fc, fc.model_version
+    fc = ensemble.fit_forecast(y, horizon, applicable, calibration=ensemble.Calibration())
+    return fc, f"{fc.model_version}:uncalibrated"
+
+
+async def run_job(conn: asyncpg.Connection, client: redis.Redis, assets: Sequence[Any], *,
+                  horizons: Sequence[int], min_days: int, ttl_s: int,
+                  lstm: Component | None = None, calibrations_per_run: int = 8,
+                  calibration_max_age_s: float = 86400.0) -> JobResult:
+    """Forecast every target of every asset.
+
+    Args:
+        assets: Catalog assets (``asset_id`` and ``nav_pinned``), or bare asset ids
+            (treated as not NAV-pinned).
+        lstm: The promoted LSTM as a component, if there is one.
+    """
     result = JobResult()
-    for asset_id in asset_ids:
-        outcome = await predict_asset(conn, asset_id, horizons=horizons, min_days=min_days)
-        if isinstance(outcome, str):
-            result.skipped[asset_id] = outcome
+    horizon = max(horizons)
+    components = default_components(lstm=lstm)
+    ids = [getattr(a, "asset_id", a) for a in assets]
+    calibrator = _Calibrator(await load_calibrations(conn, ids), calibrations_per_run,
+                             timedelta(seconds=calibration_max_age_s), datetime.now(UTC))
+    scorecards = await latest_scorecards(conn, ids)
+    for asset in assets:
+        asset_id = getattr(asset, "asset_id", asset)
+        series = await target_series(conn, asset_id, nav_pinned=bool(getattr(asset, "nav_pinned", False)))
+        rows = []
+        for target, (days, y) in series.items():
+            if len(y) < min_days:
+                if target == "price":
+                    result.skipped[asset_id] = f"only {len(y)} day(s) of gold bars, need {min_days}"
+                continue
+            fc, version = await forecast_target(conn, asset_id, target, y, components, horizon,
+                                                calibrator)
+            rows += prediction_rows(asset_id, target, days[-1], fc, horizons, datetime.now(UTC),
+                                    version, scorecards.get((asset_id, target), {}))
+        if not rows:
             continue
-        ids = await store(conn, outcome)
-        cache_rows(client, outcome, ids, ttl_s=ttl_s)
+        ids_ = await store(conn, rows)
+        cache_rows(client, rows, ids_, ttl_s=ttl_s)
         result.predicted.append(asset_id)
+    result.recalibrated = calibrator.made
     return result

@@ -61,7 +61,8 @@ def test_gold_bars_become_predictions_served_by_the_api(platform: Platform) -> N
     assert p["asset_id"] == "paxg" and p["forecast_horizon"] == 7
     assert p["lower_95"] <= p["confidence_lower"] <= p["predicted_price"] <= p["confidence_upper"] <= p["upper_95"]
     assert p["confidence_lower"] < p["confidence_upper"]
-    assert p["model_version"].startswith("arima")
+    assert p["model_version"].startswith("ens-v1(naive+arima-aic-v1+ets-damped-v1")
+    assert p["target"] == "price" and len(p["path"]) == 7
     stored = platform.sql("SELECT predicted_price, asset_id FROM predictions WHERE prediction_id = $1",
                           p["prediction_id"])
     assert stored and stored[0]["predicted_price"] == pytest.approx(p["predicted_price"])

@@ -48,3 +48,29 @@ def test_forecast_rejects_a_bad_file_with_a_clear_message(tmp_path: Path) -> Non
 def test_forecast_refuses_a_missing_file() -> None:
     result = runner.invoke(app, ["forecast", "--input", "/no/such.csv", "--horizon", "3"])
     assert result.exit_code != 0
+
+
+def test_backtest_scores_the_ensemble_against_naive_on_macro_series() -> None:
+    result = runner.invoke(app, ["backtest", "--source", "macro", "--only", "realgdp,infl",
+                                 "--origins", "12", "--horizons", "1,4", "--no-store", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["series"] == 2 and body["run_id"] is None
+    cards = {(s["model"], s["horizon"]): s for s in body["scores"]["price"]}
+    assert set(cards) == {(m, h) for m in ("ensemble", "naive", "arima", "ets") for h in (1, 4)}
+    # Real GDP trends: four quarters out the ensemble is far better than the last value.
+    assert cards[("ensemble", 4)]["mase"] < cards[("naive", 4)]["mase"]
+    for h in (1, 4):
+        assert 0 <= cards[("ensemble", h)]["coverage_80"] <= cards[("ensemble", h)]["coverage_95"] <= 1
+        assert cards[("naive", h)]["coverage_80"] is None
+
+
+def test_backtest_rejects_bad_options_with_a_clear_message() -> None:
+    cases = [(["--source", "stocks"], "--source must be one of"),
+             (["--horizons", "1,soon"], "--horizons must be integers"),
+             (["--horizons", "0,7"], "between 1 and 365"),
+             (["--source", "macro", "--only", "nothing-like-it"], "none matches --only")]
+    for args, message in cases:
+        result = runner.invoke(app, ["backtest", *args, "--no-store"])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)

@@ -12,7 +12,7 @@ import pytest
 from statsmodels.datasets import macrodata
 
 from core.errors import ForecastError
-from training.arima import MODEL_VERSION
+from training.ensemble import ENSEMBLE_VERSION
 from training.forecast import (
     MAX_HORIZON,
     ForecastResult,
@@ -48,7 +48,7 @@ def test_daily_round_trip(tmp_path: Path) -> None:
     assert len(series) == 90
 
     result = forecast_series(series, 5)
-    assert result.model_version == MODEL_VERSION
+    assert result.model_version.startswith(f"{ENSEMBLE_VERSION}(naive+arima-aic-v1+ets-damped-v1")
     assert result.frequency == "D"
     assert [p.time for p in result.points] == [
         datetime(2024, 3, 31) + timedelta(days=k) for k in range(5)
