@@ -13,7 +13,8 @@ exception handlers, CLI commands) and chain with ``raise ... from e``.
     │   ├── ProviderBadResponse    HTML, partial JSON, a changed schema; ``raw`` kept
     │   └── BudgetExhausted        our own per-provider request budget is spent
     ├── NotFound               an asset, prediction or object that does not exist
-    └── ForecastError          a series that cannot be forecast (too short, irregular)
+    ├── ForecastError          a series that cannot be forecast (too short, irregular)
+    └── RegistryError          a model artifact or its metrics the registry refuses
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class NotFound(RwaError):
 
 class ForecastError(RwaError):
     """A series that cannot be forecast as given."""
+
+
+class RegistryError(RwaError):
+    """A model version the registry refuses: no artifact, bad metrics, a duplicate."""
 
 
 class ProviderError(RwaError):

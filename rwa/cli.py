@@ -8,9 +8,10 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +19,11 @@ from rich.table import Table
 
 from core.errors import ConfigError, ForecastError, RwaError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from training.registry import ModelVersion
+
+T = TypeVar("T")
 
 app = typer.Typer(help="RWA Prime: analytics and predictions for tokenized real-world assets.",
                   no_args_is_help=True, add_completion=False)
@@ -228,6 +234,8 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     tune: Annotated[bool, typer.Option("--tune", help="ASHA search over hyperparameters.")
                     ] = False,
+    promote: Annotated[bool, typer.Option(
+        "--promote", help="Promote the registered model version at once.")] = False,
     samples: Annotated[int, typer.Option(min=1, help="Tune trials.")] = 8,
     gpu: Annotated[str, typer.Option(help="auto (detect), yes or no.")] = "auto",
     days: Annotated[int, typer.Option(min=2, help="Days of daily closes per asset.")] = 730,
@@ -248,6 +256,7 @@ def train(
     argv = ["--workers", str(workers), "--epochs", str(epochs), "--gpu", gpu,
             "--days", str(days), "--samples", str(samples)]
     argv += ["--tune"] if tune else []
+    argv += ["--promote"] if promote else []
     argv += ["--resume-from", resume_from] if resume_from else []
     argv += ["--synthetic", str(synthetic)] if synthetic else []
     try:
@@ -279,6 +288,79 @@ def train(
         if key not in ("mode", "assets", "trials"):
             table.add_row(key, json.dumps(value, default=str))
     console.print(table)
+
+
+models_app = typer.Typer(help="The model registry: versions, their metrics, the promoted one.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _registry(call: Callable[[Any], Awaitable[T]]) -> T:
+    """``await call(conn)`` on the platform's database; registry errors exit 2."""
+    import asyncio
+
+    import asyncpg
+
+    s = _running_settings()
+
+    async def go():
+        conn = await asyncpg.connect(s.database_url.get_secret_value())
+        try:
+            return await call(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except RwaError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    except (OSError, asyncpg.PostgresError) as e:
+        typer.echo(f"error: cannot read the model registry: {e}", err=True)
+        raise typer.Exit(1) from e
+
+
+def _version_json(mv: ModelVersion) -> dict:
+    return {"version": mv.version, "kind": mv.kind, "artifact_uri": mv.artifact_uri,
+            "metrics": mv.metrics, "params": mv.params,
+            "created_at": mv.created_at.isoformat(),
+            "promoted_at": mv.promoted_at.isoformat() if mv.promoted_at else None}
+
+
+@models_app.command("list")
+def models_list(
+    kind: Annotated[str | None, typer.Option(help="Only this kind (lstm…).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Registered model versions, newest first, with their metrics; * marks the promoted."""
+    from training import registry
+
+    found = _registry(lambda conn: registry.versions(conn, kind))
+    if as_json:
+        typer.echo(json.dumps([_version_json(mv) for mv in found], indent=2))
+        return
+    if not found:
+        console.print("no model versions registered")
+        return
+    table = Table("")
+    table.add_column("version", no_wrap=True)
+    for column in ("kind", "created (UTC)", "metrics"):
+        table.add_column(column)
+    for mv in found:
+        table.add_row("[green]*[/green]" if mv.promoted_at else "", mv.version, mv.kind,
+                      f"{mv.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                      json.dumps(mv.metrics))
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[str, typer.Argument(help="The version to promote.")],
+                   ) -> None:
+    """Promote VERSION: its kind's current promoted version is demoted in the same step."""
+    from training import registry
+
+    mv = _registry(lambda conn: registry.promote(conn, version))
+    typer.echo(f"promoted {mv.version} ({mv.kind})")
 
 
 @app.command()

@@ -2,7 +2,11 @@
 read daily closes from gold, then train across assets with Ray Train, or search
 hyperparameters with Ray Tune, and print the result as one JSON object.
 
-    python -m training.train_job --workers 2 --epochs 20
+When a database is configured, the trained checkpoint (with Tune, the best trial's) is
+registered in the model registry as an ``lstm`` version (:mod:`training.registry`);
+``--promote`` also promotes it.
+
+    python -m training.train_job --workers 2 --epochs 20 --promote
     python -m training.train_job --tune --samples 8 --epochs 10
 """
 
@@ -19,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError
+from core import lake
+from core.errors import ConfigError, RegistryError, RwaError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "that run from its newest checkpoint.")
     parser.add_argument("--resume-from", default=None, help="Checkpoint directory to continue.")
     parser.add_argument("--tune", action="store_true", help="Search hyperparameters with ASHA.")
+    parser.add_argument("--promote", action="store_true",
+                        help="Promote the registered version at once (needs a database).")
     parser.add_argument("--samples", type=int, default=8, help="Tune trials.")
     parser.add_argument("--concurrent", type=int, default=2, help="Tune trials at once.")
     parser.add_argument("--address", default=None,
@@ -86,11 +93,69 @@ async def _gold_series(database_url: str, days: int) -> dict[str, np.ndarray]:
         await conn.close()
 
 
+def checkpoint_uri(storage: str, path: str) -> str:
+    """The URI of a checkpoint Ray reports at ``path`` under ``storage``.
+
+    Ray gives paths within the storage's filesystem, so an S3 checkpoint comes back as
+    ``bucket/key`` without its scheme.
+    """
+    if lake.is_remote(storage) and not lake.is_remote(path):
+        return lake.S3_SCHEME + path
+    return path
+
+
+async def _register(database_url: str, *, checkpoint: str, metrics: dict[str, Any],
+                    params: dict[str, Any], lake_url: str, promote: bool) -> str:
+    import asyncpg
+
+    from training import registry
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        mv = await registry.register(conn, kind="lstm", artifact_dir=checkpoint,
+                                     metrics=metrics, params=params, lake_url=lake_url)
+        if promote:
+            mv = await registry.promote(conn, mv.version)
+        return mv.version
+    finally:
+        await conn.close()
+
+
+def register_checkpoint(settings: Settings, *, checkpoint: str | None,
+                        metrics: dict[str, Any], params: dict[str, Any],
+                        promote: bool = False) -> str | None:
+    """Register ``checkpoint`` as an ``lstm`` version; ``None`` when there is no
+    checkpoint or no database to register it in.
+
+    Raises:
+        RegistryError: The registry refused it or could not be reached; the message
+            names the checkpoint, which stays where training left it.
+    """
+    import asyncpg
+
+    if checkpoint is None:
+        log.info("training left no checkpoint: nothing to register")
+        return None
+    if settings.database_url is None:
+        log.info("no database configured: checkpoint %s not registered", checkpoint)
+        return None
+    try:
+        version = asyncio.run(_register(settings.database_url.get_secret_value(),
+                                        checkpoint=checkpoint, metrics=metrics, params=params,
+                                        lake_url=settings.lake_root, promote=promote))
+    except (RwaError, OSError, asyncpg.PostgresError) as e:
+        raise RegistryError(f"checkpoint {checkpoint} was not registered: {e}") from e
+    log.info("registered %s%s", version, " (promoted)" if promote else "")
+    return version
+
+
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Train or tune as ``args`` say, on the Ray this process is connected to."""
-    from training.train_loop import train_lstm
+    from training.train_loop import DEFAULTS, train_lstm
     from training.tune_lstm import tune_lstm
 
+    if args.promote and settings.database_url is None:
+        raise ConfigError("--promote registers in the database: set DATABASE_URL")
     if args.synthetic:
         series = synthetic_series(args.synthetic, days=min(args.days, 400))
     else:
@@ -109,12 +174,24 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                            num_workers=args.workers, use_gpu=use_gpu,
                            max_concurrent_trials=args.concurrent,
                            cpus_per_worker=args.cpus_per_worker)
-        return {"mode": "tune", "assets": len(series), **asdict(result)}
-    result = train_lstm(series, num_workers=args.workers, use_gpu=use_gpu, epochs=args.epochs,
-                        storage_path=storage, name=name, resume_from=args.resume_from,
-                        cpus_per_worker=args.cpus_per_worker)
-    return {"mode": "train", "assets": len(series), "metrics": result.metrics,
-            "checkpoint_path": result.checkpoint_path, "run_path": result.run_path}
+        out = {"mode": "tune", "assets": len(series), **asdict(result)}
+        checkpoint = result.best_checkpoint_path
+        metrics = {"val_loss": result.best_val_loss}
+        params = {**DEFAULTS, **result.best_config, "epochs": args.epochs}
+    else:
+        result = train_lstm(series, num_workers=args.workers, use_gpu=use_gpu,
+                            epochs=args.epochs, storage_path=storage, name=name,
+                            resume_from=args.resume_from, cpus_per_worker=args.cpus_per_worker)
+        out = {"mode": "train", "assets": len(series), "metrics": result.metrics,
+               "checkpoint_path": result.checkpoint_path, "run_path": result.run_path}
+        checkpoint = result.checkpoint_path
+        metrics = {k: result.metrics[k] for k in ("val_loss", "naive_val_loss", "train_loss",
+                                                   "epoch") if k in result.metrics}
+        params = {**DEFAULTS, "epochs": result.metrics.get("epoch", args.epochs)}
+    out["model_version"] = register_checkpoint(
+        settings, checkpoint=checkpoint and checkpoint_uri(storage, checkpoint),
+        metrics=metrics, params=params, promote=args.promote)
+    return out
 
 
 def connect_ray(address: str | None, *, num_cpus: int | None, namespace: str,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from training import lstm
-from training.train_job import parse_args, synthetic_series
+from training.train_job import checkpoint_uri, parse_args, synthetic_series
 
 MANIFEST = Path(__file__).parents[3] / "kuberay" / "rayjob-train.yaml"
 
@@ -50,3 +50,16 @@ def test_synthetic_series_window_cleanly() -> None:
     assert set(series) == {"sim-0", "sim-1"}
     assert all(np.all(s > 0) for s in series.values())
     assert len(lstm.make_windows(series, lookback=10).train_y) > 0
+
+
+def test_promote_is_off_unless_asked() -> None:
+    assert not parse_args([]).promote
+    assert parse_args(["--promote"]).promote
+
+
+def test_checkpoint_uri_puts_back_the_s3_scheme_ray_strips() -> None:
+    assert checkpoint_uri("s3://lake/models/lstm", "lake/models/lstm/run/checkpoint_0") == \
+        "s3://lake/models/lstm/run/checkpoint_0"
+    assert checkpoint_uri("s3://lake/m", "s3://lake/m/run/c") == "s3://lake/m/run/c"
+    assert checkpoint_uri("/data/lake/models/lstm", "/data/lake/models/lstm/run/c") == \
+        "/data/lake/models/lstm/run/c"
