@@ -3,6 +3,7 @@ heavy imports stay inside the commands so ``rwa --help`` is instant."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -155,6 +156,15 @@ def _running_settings() -> Settings:
         console.print("[red]the platform is not running[/red] (no stack.json and no DATABASE_URL)")
         raise typer.Exit(1)
     return resolved
+
+
+def _platform_settings() -> Settings | None:
+    """The running platform's settings, or None when it is not running."""
+    from rwa.stack import StackInfo, resolved_settings
+
+    settings = _settings()
+    resolved = resolved_settings(settings, StackInfo.read(settings.run_dir))
+    return resolved if resolved.database_url is not None else None
 
 
 @pipeline_app.command("run")
@@ -387,6 +397,109 @@ def forecast(
         table.add_row(str(p.time), f"{p.mean:.6g}", f"{p.lower_80:.6g} … {p.upper_80:.6g}",
                       f"{p.lower_95:.6g} … {p.upper_95:.6g}")
     console.print(table)
+
+
+@app.command()
+def backtest(
+    source: Annotated[str, typer.Option(help="gold (the running platform's assets), "
+                                             "simulated (the simulator) or macro "
+                                             "(statsmodels' US macro series).")] = "gold",
+    horizons: Annotated[str | None, typer.Option(
+        help="Comma-separated steps ahead; default 1,7,30 days (macro: 1,4,8 quarters).")
+    ] = None,
+    origins: Annotated[int, typer.Option(min=4, max=500, help="Rolling origins per series.")
+                       ] = 40,
+    days: Annotated[int, typer.Option(min=60, max=3650, help="Days of history (gold, simulated).")
+                    ] = 365,
+    jobs: Annotated[int, typer.Option(min=1, max=64, help="Series backtested at once.")] = 2,
+    only: Annotated[str | None, typer.Option(
+        help="Comma-separated asset ids or macro series names to backtest; default all.")
+    ] = None,
+    store: Annotated[bool, typer.Option(help="Save scores (and gold calibrations) to the "
+                                             "running platform's database.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rolling-origin backtest of the forecasting ensemble: MASE, sMAPE and 80/95 %
+    interval coverage per horizon and model, against the naive forecast."""
+    from training import backtest_job
+
+    if source not in backtest_job.SOURCES:
+        typer.echo(f"error: --source must be one of {', '.join(backtest_job.SOURCES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        steps = (tuple(sorted({int(h) for h in horizons.split(",")})) if horizons
+                 else backtest_job.DEFAULT_HORIZONS[source])
+    except ValueError as e:
+        typer.echo(f"error: --horizons must be integers like 1,7,30 ({e})", err=True)
+        raise typer.Exit(2) from e
+    if not steps or steps[0] < 1 or steps[-1] > 365:
+        typer.echo("error: --horizons must lie between 1 and 365", err=True)
+        raise typer.Exit(2)
+    # Gold needs the platform; the other sources only store there when it is running.
+    settings = _running_settings() if source == "gold" else (
+        _platform_settings() if store else None)
+    wanted = {w.strip().lower() for w in only.split(",") if w.strip()} if only else None
+    result = asyncio.run(_backtest(source, settings, steps, origins, days, jobs, store, wanted))
+    if result["series"] == 0:
+        typer.echo("error: no series to backtest"
+                   + (f" (none matches --only {only})" if only else ""), err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for target, scores in result["scores"].items():
+        table = Table("horizon", "model", "MASE", "sMAPE %", "cover 80%", "cover 95%", "n",
+                      title=f"{source} · {target} · run {result['run_id']}")
+        for sc in scores:
+            cov = [f"{c:.3f}" if c is not None else "" for c in (sc["coverage_80"], sc["coverage_95"])]
+            table.add_row(str(sc["horizon"]), sc["model"], f"{sc['mase']:.3f}",
+                          f"{sc['smape']:.2f}", *cov, str(sc["n"]))
+        console.print(table)
+
+
+async def _backtest(source: str, settings: Settings | None, horizons: tuple[int, ...],
+                    origins: int, days: int, jobs: int, store: bool,
+                    wanted: set[str] | None) -> dict:
+    from dataclasses import asdict
+
+    import asyncpg
+    from rich.progress import Progress
+
+    from core.catalog import load_catalog
+    from training import backtest_job
+    from training.predictions import promoted_lstm
+
+    conn = (await asyncpg.connect(settings.database_url.get_secret_value())
+            if settings is not None else None)
+    try:
+        lstm = await promoted_lstm(conn) if conn is not None else None
+        assets = [a for a in load_catalog() if wanted is None or a.asset_id in wanted]
+        if source == "gold":
+            series = await backtest_job.gold_series(conn, assets, days=days)
+        elif source == "simulated":
+            from ingestion.simulated import SimulatedMarket
+
+            series = backtest_job.simulated_series(
+                SimulatedMarket(assets, seed=7).daily_series(days)) if assets else []
+        else:
+            series = backtest_job.macro_series(
+                [n for n in backtest_job.MACRO_SERIES if wanted is None or n in wanted])
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"backtesting {len(series)} series", total=len(series))
+            outcomes = await asyncio.to_thread(
+                backtest_job.run, series, horizons=horizons, max_origins=origins, jobs=jobs,
+                lstm=lstm, progress=lambda _: bar.advance(task))
+        run_id = None
+        if store and conn is not None:
+            run_id = await backtest_job.store(conn, outcomes, source=source, horizons=horizons,
+                                              params={"origins": origins, "days": days})
+    finally:
+        if conn is not None:
+            await conn.close()
+    return {"run_id": run_id, "source": source, "series": len(outcomes),
+            "model_versions": sorted({o.result.model_version for o in outcomes}),
+            "scores": {t: [asdict(s) for s in sc]
+                       for t, sc in backtest_job.summary(outcomes).items()}}
 
 
 @app.command()

@@ -248,6 +248,9 @@ class Stack:
             "allowed_origins": s.api.allowed_origins,
             "max_ongoing_requests": s.api.max_ongoing_requests,
             "prediction_horizons": s.predictions.horizons,
+            "sentiment": {"model_dir": str(s.sentiment.model_dir) if s.sentiment.model_dir else None,
+                          "batch_size": s.sentiment.batch_size,
+                          "max_length": s.sentiment.max_length},
         }
         serve.run(build_app(args), name="rwa", route_prefix="/")
         self._stops.append(("Serve", serve.shutdown))

@@ -20,7 +20,7 @@ import redis.exceptions
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from core import cache
 from core.domain import ASSET_CLASSES
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 CORE_DEPENDENCIES = ("postgres", "redis")
 
 REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
+
+
+#: Texts one POST /sentiment may hold (the deployment's own limit), and characters a text.
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 2000
 
 
 class Page(BaseModel):
@@ -84,7 +89,18 @@ class Services:
         await self.redis.aclose()
 
 
-def create_api(args: AppArgs) -> FastAPI:
+class SentimentRequest(BaseModel):
+    """Texts to score: headlines or short news items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                 max_length=MAX_TEXT_CHARS)]] = Field(
+        min_length=1, max_length=MAX_TEXTS)
+
+
+def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
+    """The FastAPI app; ``sentiment`` is a Serve handle to the sentiment deployment."""
     services = Services(args)
 
     @asynccontextmanager
@@ -284,6 +300,15 @@ def create_api(args: AppArgs) -> FastAPI:
                      + ("; nav and premium exist for NAV-pinned assets only"
                         if target != "price" else ""))
         return row | {"cached": False}
+
+    @app.post("/sentiment", tags=["sentiment"])
+    async def score_sentiment(body: SentimentRequest) -> dict[str, Any]:
+        """Score texts with the sentiment deployment: ``label`` positive, neutral or
+        negative, and ``score`` = P(positive) - P(negative) in [-1, 1]."""
+        if sentiment is None:
+            raise HTTPException(503, "sentiment scoring is not deployed in this application")
+        items = await sentiment.score.remote(body.texts)
+        return {"items": items}
 
     @app.websocket("/ws/prices")
     async def ws_prices(ws: WebSocket) -> None:

@@ -98,7 +98,7 @@ async def latest_prediction(pool: asyncpg.Pool, asset_id: str, horizon: int,
         row = await conn.fetchrow(
             """SELECT prediction_id, asset_id, target, forecast_horizon, predicted_price,
                       confidence_lower, confidence_upper, lower_95, upper_95, target_time,
-                      generated_at, model_version, path
+                      generated_at, model_version, path, weights
                FROM predictions WHERE asset_id = $1 AND target = $2 AND forecast_horizon = $3
                ORDER BY generated_at DESC LIMIT 1""",
             asset_id, target, horizon)
@@ -107,6 +107,7 @@ async def latest_prediction(pool: asyncpg.Pool, asset_id: str, horizon: int,
         cards = await latest_scorecards(conn, [asset_id])
     out = dict(row)
     out["path"] = json.loads(out["path"]) if out["path"] else []
+    out["weights"] = json.loads(out["weights"]) if out["weights"] else {}
     out["scorecard"] = cards.get((asset_id, target), {}).get(horizon)
     return out
 

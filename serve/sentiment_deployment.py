@@ -16,28 +16,17 @@ thread so a replica's event loop keeps answering health checks during a long bat
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
+
+from serve.args import SentimentArgs
 
 #: Logical CPUs per replica; fractional on purpose (see the module docstring).
 REPLICA_CPUS = 0.5
 #: Largest list one request may hold; bigger lists belong in a batch job.
 MAX_TEXTS = 256
-
-
-class SentimentArgs(BaseModel):
-    """Builder arguments of the deployment (from ``Settings.sentiment`` at the entry point)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_dir: Path | None = None
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    max_length: int = Field(default=128, ge=8, le=512)
-    num_threads: int = Field(default=1, ge=1, description="Torch threads per replica.")
 
 
 @serve.deployment(

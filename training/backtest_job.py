@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from training import backtest
-from training.components import Component, default_components
+from training.components import default_components
+from training.predictions import PromotedLstm
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Series:
     series_id: str
     target: str
     values: np.ndarray
+    #: Features one row per value (gold price series), for an LSTM trained with them.
+    exogenous: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,15 @@ def simulated_series(paths: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Se
 
 
 def _run_one(series: Series, horizons: Sequence[int], max_origins: int,
-             lstm: Component | None) -> Outcome:
-    components = default_components(lstm=lstm)
+             lstm: PromotedLstm | None) -> Outcome:
+    components = default_components(
+        lstm=lstm.component(series.exogenous) if lstm is not None else None)
     return Outcome(series, backtest.backtest_series(series.values, components,
                                                     horizons=horizons, max_origins=max_origins))
 
 
 def run(series: Sequence[Series], *, horizons: Sequence[int], max_origins: int, jobs: int,
-        lstm: Component | None = None,
+        lstm: PromotedLstm | None = None,
         progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Backtest each series, ``jobs`` at a time; outcomes in input order."""
     todo = [s for s in series if len(s.values) > max(horizons) + 8]
@@ -107,13 +111,15 @@ def summary(outcomes: Iterable[Outcome]) -> dict[str, list[backtest.Score]]:
 
 async def gold_series(conn, assets: Sequence, *, days: int) -> list[Series]:
     """Daily price (and NAV and premium for NAV-pinned assets) of each asset from gold."""
-    from training.predictions import target_series
+    from training.predictions import features_on, price_features, target_series
 
+    features = await price_features(conn, [a.asset_id for a in assets], days=days)
     out = []
     for a in assets:
-        for target, (_, y) in (await target_series(conn, a.asset_id, nav_pinned=a.nav_pinned,
-                                                   days=days)).items():
-            out.append(Series(a.asset_id, target, y))
+        for target, (on, y) in (await target_series(conn, a.asset_id, nav_pinned=a.nav_pinned,
+                                                    days=days)).items():
+            exogenous = features_on(features.get(a.asset_id), on) if target == "price" else None
+            out.append(Series(a.asset_id, target, y, exogenous))
     return out
 
 

@@ -48,8 +48,17 @@ class Component:
         return not self.positive_only or bool(np.all(history[np.isfinite(history)] > 0))
 
 
+# Predictors are module-level classes, not closures, so components pickle into the
+# backtest's worker processes.
+
+
+class _LastValue:
+    def __call__(self, y: np.ndarray, h: int) -> np.ndarray:
+        return np.full(h, float(y[-1]))
+
+
 def naive() -> Component:
-    return Component("naive", "naive", lambda y, h: np.full(h, float(y[-1])))
+    return Component("naive", "naive", _LastValue())
 
 
 #: Latest points the ARIMA component fits. Its fit time grows with length (0.5 s for a
@@ -57,11 +66,16 @@ def naive() -> Component:
 ARIMA_WINDOW = 150
 
 
-def arima_component(seasonal_period: int | None = None) -> Component:
-    def predict(y: np.ndarray, h: int) -> np.ndarray:
-        return arima.fit_forecast(y[-ARIMA_WINDOW:], h, seasonal_period=seasonal_period).mean
+@dataclass(frozen=True)
+class _Arima:
+    seasonal_period: int | None
 
-    return Component("arima", arima.MODEL_VERSION, predict, handles_gaps=True)
+    def __call__(self, y: np.ndarray, h: int) -> np.ndarray:
+        return arima.fit_forecast(y[-ARIMA_WINDOW:], h, seasonal_period=self.seasonal_period).mean
+
+
+def arima_component(seasonal_period: int | None = None) -> Component:
+    return Component("arima", arima.MODEL_VERSION, _Arima(seasonal_period), handles_gaps=True)
 
 
 def ets_component() -> Component:
@@ -93,16 +107,32 @@ def _damped_trend(y: np.ndarray, h: int) -> np.ndarray:
     return np.exp(path) if log_scale else path
 
 
-def lstm_component(model, *, lookback: int, version: str) -> Component:
-    """The cross-asset LSTM as a component; its scaler is fitted on each history."""
-    from training import lstm
+@dataclass(frozen=True)
+class _Lstm:
+    model: object
+    lookback: int
+    #: Features one row per point of the series the component is bound to, or None.
+    exogenous: np.ndarray | None = None
 
-    def predict(y: np.ndarray, h: int) -> np.ndarray:
-        if len(y) < lookback + 2:
+    def __call__(self, y: np.ndarray, h: int) -> np.ndarray:
+        from training import lstm
+
+        if len(y) < self.lookback + 2:
             return np.full(h, float(y[-1]))
-        return lstm.forecast(model, y, h, lookback=lookback)
+        # Histories always start at the series' first point, so its first len(y) rows
+        # of features are the ones known along it.
+        feats = None if self.exogenous is None else self.exogenous[: len(y)]
+        return lstm.forecast(self.model, y, h, lookback=self.lookback, exogenous=feats)
 
-    return Component("lstm", version, predict, positive_only=True)
+
+def lstm_component(model, *, lookback: int, version: str,
+                   exogenous: np.ndarray | None = None) -> Component:
+    """The cross-asset LSTM as a component; its scaler is fitted on each history.
+
+    A model trained with features needs ``exogenous``: one row per point of the
+    series it will forecast (:mod:`training.features`).
+    """
+    return Component("lstm", version, _Lstm(model, lookback, exogenous), positive_only=True)
 
 
 def default_components(seasonal_period: int | None = None, *,

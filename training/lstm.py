@@ -74,7 +74,8 @@ def fit_scaler(returns: np.ndarray) -> Scaler:
 
 @dataclass
 class Windows:
-    """Training and validation samples over all assets: ``x`` is (N, lookback, 1)."""
+    """Training and validation samples over all assets: ``x`` is (N, lookback, channels),
+    channel 0 the standardised returns and the rest the features, if any."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -84,16 +85,47 @@ class Windows:
 
 
 def _windows(z: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (n, lookback, channels) of a (T, channels) array and channel 0's next value."""
     n = len(z) - lookback
     if n <= 0:
-        return np.empty((0, lookback)), np.empty(0)
+        return np.empty((0, lookback, z.shape[1])), np.empty(0)
     idx = np.arange(lookback)[None, :] + np.arange(n)[:, None]
-    return z[idx], z[lookback:]
+    return z[idx], z[lookback:, 0]
+
+
+def _channels(z: np.ndarray, exogenous: np.ndarray | None, fit_rows: int) -> np.ndarray:
+    """Standardised returns as channel 0, then the exogenous features standardised
+    with statistics of the first ``fit_rows`` rows; shape (len(z), channels)."""
+    if exogenous is None or exogenous.shape[1] == 0:
+        return z[:, None]
+    from training.features import standardise
+
+    return np.column_stack([z, standardise(exogenous, fit_rows=fit_rows)])
+
+
+def _aligned(exogenous: Mapping[str, np.ndarray] | None, asset_id: str,
+             closes: np.ndarray) -> np.ndarray | None:
+    """The asset's features for each return (rows 1.. of the closes' rows)."""
+    if exogenous is None:
+        return None
+    feats = np.asarray(exogenous[asset_id], dtype=np.float64)
+    if feats.ndim != 2 or len(feats) != len(closes):
+        raise ValueError(f"{asset_id}: features must be one row per close "
+                         f"({len(closes)}), got shape {feats.shape}")
+    return feats[1:]
 
 
 def make_windows(series: Mapping[str, np.ndarray], *, lookback: int,
-                 val_fraction: float = 0.2) -> Windows:
+                 val_fraction: float = 0.2,
+                 exogenous: Mapping[str, np.ndarray] | None = None) -> Windows:
     """Cut every asset's closes into (window, next return) samples, split in time.
+
+    Args:
+        series: Asset id -> daily closes, oldest first.
+        lookback: Days a window holds.
+        val_fraction: The latest share of each asset's windows kept for validation.
+        exogenous: Asset id -> features (one row per close, :mod:`training.features`),
+            read as channels beside the returns; every asset in ``series`` needs them.
 
     Assets too short for one training and one validation window are left out.
     """
@@ -107,8 +139,11 @@ def make_windows(series: Mapping[str, np.ndarray], *, lookback: int,
         if n_windows - n_val < 1:
             continue
         # Statistics from the returns the training windows see, never the validation part.
-        scaler = fit_scaler(r[: len(r) - n_val])
-        x, y = _windows(scaler.transform(r), lookback)
+        fit_rows = len(r) - n_val
+        scaler = fit_scaler(r[:fit_rows])
+        z = scaler.transform(r)
+        x, y = _windows(_channels(z, _aligned(exogenous, asset_id, closes), fit_rows), lookback)
+        y = z[lookback:]
         tx.append(x[:-n_val])
         ty.append(y[:-n_val])
         vx.append(x[-n_val:])
@@ -117,12 +152,10 @@ def make_windows(series: Mapping[str, np.ndarray], *, lookback: int,
     if not scalers:
         raise ValueError(f"no asset has enough data for lookback {lookback}")
 
-    def t(parts: list[np.ndarray], *, window: bool) -> torch.Tensor:
-        a = torch.tensor(np.concatenate(parts), dtype=torch.float32)
-        return a.unsqueeze(-1) if window else a
+    def t(parts: list[np.ndarray]) -> torch.Tensor:
+        return torch.tensor(np.concatenate(parts), dtype=torch.float32)
 
-    return Windows(t(tx, window=True), t(ty, window=False), t(vx, window=True),
-                   t(vy, window=False), scalers)
+    return Windows(t(tx), t(ty), t(vx), t(vy), scalers)
 
 
 class LSTMForecaster(nn.Module):
@@ -183,7 +216,7 @@ def evaluate(model: nn.Module, data: DataLoader, *, device: torch.device | None 
 
 @torch.no_grad()
 def forecast(model: LSTMForecaster, history: np.ndarray, horizon: int, *, lookback: int,
-             scaler: Scaler | None = None) -> np.ndarray:
+             scaler: Scaler | None = None, exogenous: np.ndarray | None = None) -> np.ndarray:
     """Point forecasts of the next ``horizon`` closes after ``history`` (the mean path).
 
     Args:
@@ -192,21 +225,30 @@ def forecast(model: LSTMForecaster, history: np.ndarray, horizon: int, *, lookba
         horizon: Steps ahead.
         lookback: The window length the model was trained with.
         scaler: The asset's scaler from training; fitted on ``history`` when omitted.
+        exogenous: Features, one row per close, for a model trained with them. Future
+            features are unknown, so each step ahead holds the last row (persistence).
     """
     if horizon < 1:
         raise ValueError("horizon must be at least 1")
     r = log_returns(history)
     if len(r) < lookback:
         raise ValueError(f"history needs at least {lookback + 1} closes")
+    channels = int(model.hparams.get("input_size", 1))
+    if channels > 1 and exogenous is None:
+        raise ValueError(f"this model reads {channels - 1} feature(s) beside the returns; "
+                         "pass exogenous")
     scaler = scaler or fit_scaler(r)
+    feats = _aligned({"": exogenous}, "", history) if channels > 1 else None
+    rows = _channels(scaler.transform(r), feats, len(r))
     device = next(model.parameters()).device
-    window = torch.tensor(scaler.transform(r[-lookback:]), dtype=torch.float32, device=device)
+    window = torch.tensor(rows[-lookback:], dtype=torch.float32, device=device)
+    held = window[-1, 1:]
     model.eval()
     steps = []
     for _ in range(horizon):
-        z = model(window.view(1, lookback, 1))
+        z = model(window.view(1, lookback, channels))
         steps.append(float(z))
-        window = torch.cat([window[1:], z.view(1)])
+        window = torch.cat([window[1:], torch.cat([z.view(1), held]).view(1, channels)])
     returns = scaler.inverse(np.asarray(steps))
     return float(history[-1]) * np.exp(np.cumsum(returns))
 

@@ -31,7 +31,7 @@ import redis
 from core import cache
 from training import ensemble
 from training.backtest_store import latest_scorecards, load_calibrations, save_calibration
-from training.components import Component, default_components
+from training.components import Component, default_components, lstm_component
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,30 @@ JOB_ORIGINS = 16
 TARGETS_NAV_PINNED = ("price", "nav", "premium")
 
 
-async def promoted_lstm(conn: asyncpg.Connection) -> Component | None:
-    """The promoted LSTM from the model registry as a component, or None without one."""
+@dataclass(frozen=True)
+class PromotedLstm:
+    """The registry's promoted LSTM, loaded; :meth:`component` binds it to a series."""
+
+    model: Any
+    lookback: int
+    version: str
+    #: Input channels: 1 for returns alone, more when trained with features.
+    channels: int
+
+    def component(self, exogenous: np.ndarray | None = None) -> Component | None:
+        """The model as an ensemble component for one series, or None where it cannot
+        run: a model trained with features needs them (price series from gold only)."""
+        if self.channels == 1:
+            return lstm_component(self.model, lookback=self.lookback, version=self.version)
+        if exogenous is None or exogenous.shape[1] != self.channels - 1:
+            return None
+        return lstm_component(self.model, lookback=self.lookback, version=self.version,
+                              exogenous=exogenous)
+
+
+async def promoted_lstm(conn: asyncpg.Connection) -> PromotedLstm | None:
+    """The promoted LSTM from the model registry, or None without one."""
     from training import registry
-    from training.components import lstm_component
 
     mv = await registry.promoted(conn, "lstm")
     if mv is None:
@@ -55,13 +75,34 @@ async def promoted_lstm(conn: asyncpg.Connection) -> Component | None:
     if mv.version not in _LSTM_CACHE:
         model, state = registry.load_lstm(mv)
         _LSTM_CACHE.clear()
-        _LSTM_CACHE[mv.version] = lstm_component(model, lookback=int(state["config"]["lookback"]),
-                                                 version=mv.version)
+        _LSTM_CACHE[mv.version] = PromotedLstm(
+            model, int(state["config"]["lookback"]), mv.version,
+            int(model.hparams.get("input_size", 1)))
     return _LSTM_CACHE[mv.version]
 
 
 #: The loaded promoted LSTM, kept between hourly runs (loading it reads the artifact).
-_LSTM_CACHE: dict[str, Component] = {}
+_LSTM_CACHE: dict[str, PromotedLstm] = {}
+
+
+async def price_features(conn: asyncpg.Connection, asset_ids: Sequence[str], *,
+                         days: int = LOOKBACK_DAYS) -> dict[str, Any]:
+    """Per asset, the feature frame (:mod:`training.features`) of its daily closes."""
+    from training.features import daily_features
+
+    return await daily_features(conn, asset_ids, days=days)
+
+
+def features_on(frame: Any, days: Sequence[datetime]) -> np.ndarray | None:
+    """The exogenous features of ``frame`` on exactly ``days`` (carried over gaps)."""
+    import pandas as pd
+
+    from training.features import EXOGENOUS
+
+    if frame is None:
+        return None
+    on = frame.reindex(pd.DatetimeIndex(days))[list(EXOGENOUS)]
+    return on.ffill().fillna(0.0).to_numpy()
 
 
 @dataclass
@@ -150,16 +191,16 @@ async def store(conn: asyncpg.Connection, rows: list[dict]) -> list[int]:
     return [r["prediction_id"] for r in await conn.fetch(
         """INSERT INTO predictions (asset_id, target, forecast_horizon, predicted_price,
                confidence_lower, confidence_upper, lower_95, upper_95, target_time,
-               generated_at, model_version, path)
+               generated_at, model_version, path, weights)
            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::float8[],
                                 $6::float8[], $7::float8[], $8::float8[], $9::timestamptz[],
-                                $10::timestamptz[], $11::text[], $12::jsonb[])
+                                $10::timestamptz[], $11::text[], $12::jsonb[], $13::jsonb[])
            RETURNING prediction_id""",
         *[[r[k] for r in rows] for k in (
             "asset_id", "target", "forecast_horizon", "predicted_price", "confidence_lower",
             "confidence_upper", "lower_95", "upper_95", "target_time", "generated_at",
             "model_version")],
-        [json.dumps(r["path"]) for r in rows])]
+        [json.dumps(r["path"]) for r in rows], [json.dumps(r["weights"]) for r in rows])]
 
 
 def cache_rows(client: redis.Redis, rows: list[dict], ids: list[int], *, ttl_s: int) -> None:
@@ -214,19 +255,20 @@ async def forecast_target(conn: asyncpg.Connection, asset_id: str, target: str, 
 
 async def run_job(conn: asyncpg.Connection, client: redis.Redis, assets: Sequence[Any], *,
                   horizons: Sequence[int], min_days: int, ttl_s: int,
-                  lstm: Component | None = None, calibrations_per_run: int = 8,
+                  lstm: PromotedLstm | None = None, calibrations_per_run: int = 8,
                   calibration_max_age_s: float = 86400.0) -> JobResult:
     """Forecast every target of every asset.
 
     Args:
         assets: Catalog assets (``asset_id`` and ``nav_pinned``), or bare asset ids
             (treated as not NAV-pinned).
-        lstm: The promoted LSTM as a component, if there is one.
+        lstm: The promoted LSTM, if there is one.
     """
     result = JobResult()
     horizon = max(horizons)
-    components = default_components(lstm=lstm)
     ids = [getattr(a, "asset_id", a) for a in assets]
+    features = (await price_features(conn, ids) if lstm is not None and lstm.channels > 1
+                else {})
     calibrator = _Calibrator(await load_calibrations(conn, ids), calibrations_per_run,
                              timedelta(seconds=calibration_max_age_s), datetime.now(UTC))
     scorecards = await latest_scorecards(conn, ids)
@@ -239,6 +281,9 @@ async def run_job(conn: asyncpg.Connection, client: redis.Redis, assets: Sequenc
                 if target == "price":
                     result.skipped[asset_id] = f"only {len(y)} day(s) of gold bars, need {min_days}"
                 continue
+            exogenous = features_on(features.get(asset_id), days) if target == "price" else None
+            components = default_components(
+                lstm=lstm.component(exogenous) if lstm is not None else None)
             fc, version = await forecast_target(conn, asset_id, target, y, components, horizon,
                                                 calibrator)
             rows += prediction_rows(asset_id, target, days[-1], fc, horizons, datetime.now(UTC),

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "that run from its newest checkpoint.")
     parser.add_argument("--resume-from", default=None, help="Checkpoint directory to continue.")
     parser.add_argument("--tune", action="store_true", help="Search hyperparameters with ASHA.")
+    parser.add_argument("--no-features", dest="features", action="store_false",
+                        help="Train on returns alone, without the gold features (on-chain "
+                             "flows, sentiment, short rate, volatility).")
     parser.add_argument("--promote", action="store_true",
                         help="Promote the registered version at once (needs a database).")
     parser.add_argument("--samples", type=int, default=8, help="Tune trials.")
@@ -81,14 +84,20 @@ def synthetic_series(assets: int, *, days: int, seed: int = 0) -> dict[str, np.n
     return out
 
 
-async def _gold_series(database_url: str, days: int) -> dict[str, np.ndarray]:
+async def _gold_series(database_url: str, days: int, *, features: bool,
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """Daily closes per asset from gold, and with ``features`` the exogenous features
+    (on-chain flows, sentiment, the short rate, volatility) one row per close."""
     import asyncpg
 
+    from training.features import training_inputs
     from training.train_loop import load_series
 
     conn = await asyncpg.connect(database_url)
     try:
-        return await load_series(conn, days=days)
+        if features:
+            return await training_inputs(conn, days=days)
+        return await load_series(conn, days=days), None
     finally:
         await conn.close()
 
@@ -156,12 +165,16 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
     if args.promote and settings.database_url is None:
         raise ConfigError("--promote registers in the database: set DATABASE_URL")
+    exogenous = None
     if args.synthetic:
         series = synthetic_series(args.synthetic, days=min(args.days, 400))
     else:
         if settings.database_url is None:
             raise ConfigError("training reads gold: set DATABASE_URL (or --synthetic N)")
-        series = asyncio.run(_gold_series(settings.database_url.get_secret_value(), args.days))
+        # Tune searches the returns-only model; features are for the trained model.
+        series, exogenous = asyncio.run(_gold_series(
+            settings.database_url.get_secret_value(), args.days,
+            features=args.features and not args.tune))
         if not series:
             raise ConfigError("gold holds no asset with enough daily closes to train on")
     storage = args.storage or f"{settings.lake_root.rstrip('/')}/models/lstm"
@@ -179,15 +192,20 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         metrics = {"val_loss": result.best_val_loss}
         params = {**DEFAULTS, **result.best_config, "epochs": args.epochs}
     else:
+        from training.features import EXOGENOUS
+
+        extra = {"exogenous": exogenous, "features": ",".join(EXOGENOUS)} if exogenous else {}
         result = train_lstm(series, num_workers=args.workers, use_gpu=use_gpu,
                             epochs=args.epochs, storage_path=storage, name=name,
-                            resume_from=args.resume_from, cpus_per_worker=args.cpus_per_worker)
+                            resume_from=args.resume_from, cpus_per_worker=args.cpus_per_worker,
+                            config=extra)
         out = {"mode": "train", "assets": len(series), "metrics": result.metrics,
                "checkpoint_path": result.checkpoint_path, "run_path": result.run_path}
         checkpoint = result.checkpoint_path
         metrics = {k: result.metrics[k] for k in ("val_loss", "naive_val_loss", "train_loss",
                                                    "epoch") if k in result.metrics}
-        params = {**DEFAULTS, "epochs": result.metrics.get("epoch", args.epochs)}
+        params = {**DEFAULTS, "epochs": result.metrics.get("epoch", args.epochs),
+                  "features": list(EXOGENOUS) if exogenous else []}
     out["model_version"] = register_checkpoint(
         settings, checkpoint=checkpoint and checkpoint_uri(storage, checkpoint),
         metrics=metrics, params=params, promote=args.promote)

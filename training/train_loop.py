@@ -71,10 +71,14 @@ def train_loop_per_worker(config: dict) -> None:
         series = ray.get(series)
     ctx = ray.train.get_context()
     lstm.seed_everything(int(cfg["seed"]))
+    exogenous = cfg.pop("exogenous", None)
+    if isinstance(exogenous, ray.ObjectRef):
+        exogenous = ray.get(exogenous)
     windows = lstm.make_windows(series, lookback=int(cfg["lookback"]),
-                                val_fraction=float(cfg["val_fraction"]))
+                                val_fraction=float(cfg["val_fraction"]), exogenous=exogenous)
 
-    model = lstm.LSTMForecaster(hidden_size=int(cfg["hidden_size"]),
+    model = lstm.LSTMForecaster(input_size=int(windows.train_x.shape[-1]),
+                                hidden_size=int(cfg["hidden_size"]),
                                 num_layers=int(cfg["num_layers"]), dropout=float(cfg["dropout"]))
     optimizer_state = None
     done = 0
@@ -181,6 +185,8 @@ def train_lstm(series: Mapping[str, np.ndarray], *, num_workers: int = 2,
 
     Args:
         series: Asset id → daily closes, oldest first.
+            (``config["exogenous"]``, asset id → features one row per close, adds
+            them as input channels.)
         num_workers: Training workers (one process each, one GPU each on GPUs).
         use_gpu: Workers on GPUs; ``None`` detects (local CUDA or cluster GPUs).
         epochs: Epochs to run in this call; on resumption, on top of those done.
@@ -205,9 +211,11 @@ def train_lstm(series: Mapping[str, np.ndarray], *, num_workers: int = 2,
         with Checkpoint(resume_from).as_directory() as d:
             done = int(lstm.load_state(d)["epoch"])
     ref = ray.put(dict(series))
+    cfg = {**(config or {}), "epochs": done + epochs}
+    if cfg.get("exogenous") is not None:
+        cfg["exogenous"] = ray.put(dict(cfg["exogenous"]))
     trainer = build_trainer(ref, num_workers=num_workers, use_gpu=use_gpu,
-                            storage_path=storage_path, name=name,
-                            config={**(config or {}), "epochs": done + epochs},
+                            storage_path=storage_path, name=name, config=cfg,
                             resume_from=resume_from, cpus_per_worker=cpus_per_worker,
                             keep_checkpoints=keep_checkpoints, max_failures=max_failures)
     result = trainer.fit()

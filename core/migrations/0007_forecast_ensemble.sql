@@ -1,5 +1,5 @@
 -- The forecasting ensemble (training/ensemble.py): what is forecast, the path up to the
--- horizon, and the accuracy record served beside each prediction.
+-- horizon, the components' weights, and the accuracy record served beside each prediction.
 --
 -- NAV-pinned assets are forecast three ways: the market price, the NAV (its accrual)
 -- and the premium of price over NAV. `target` says which a row is; predicted_price
@@ -7,7 +7,8 @@
 ALTER TABLE predictions
     ADD COLUMN IF NOT EXISTS target text NOT NULL DEFAULT 'price'
         CHECK (target IN ('price', 'nav', 'premium')),
-    ADD COLUMN IF NOT EXISTS path   jsonb;
+    ADD COLUMN IF NOT EXISTS path    jsonb,
+    ADD COLUMN IF NOT EXISTS weights jsonb;
 CREATE INDEX IF NOT EXISTS predictions_target_latest_idx
     ON predictions (asset_id, target, forecast_horizon, generated_at DESC);
 

@@ -244,12 +244,30 @@ def test_prices_endpoint_serves_gold_bars(platform: Platform) -> None:
         ("/assets/paxg/sentiment", {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
          422),
         ("/assets/no-such-asset/onchain", {}, 404),
+        ("/predictions/paxg", {"target": "dividends"}, 422),
+        ("/predictions/paxg", {"target": "nav"}, 404),  # gold is not NAV-pinned
     ],
 )
 def test_bad_input_gets_a_clear_4xx(platform: Platform, path: str, params: dict, status: int) -> None:
     r = httpx.get(f"{platform.api_url}{path}", params=params, timeout=10)
     assert r.status_code == status
     assert r.json()["detail"]
+
+
+def test_the_sentiment_deployment_scores_texts_through_the_api(platform: Platform) -> None:
+    texts = ["Tokenized treasury fund doubles its assets as inflows hit a record",
+             "Issuer defaults on its notes and the fund suspends redemptions"]
+    r = httpx.post(f"{platform.api_url}/sentiment", json={"texts": texts}, timeout=60)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [i["text"] for i in items] == texts
+    assert items[0]["label"] == "positive" and items[1]["label"] == "negative"
+    assert items[0]["score"] > 0 > items[1]["score"]
+    for body in ({"texts": []}, {"texts": ["  "]}, {"texts": ["x"] * 257}, {"text": "hi"},
+                 {"texts": [3]}):
+        bad = httpx.post(f"{platform.api_url}/sentiment", json=body, timeout=30)
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.json()["detail"]
 
 
 def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform) -> None:

@@ -151,6 +151,8 @@ async def test_a_backtest_stores_scorecards_and_calibrations_the_job_then_serves
     # The API's database path returns the same prediction with its path and scorecard.
     served = await _served(conn, "buidl", 7, "nav")
     assert served["target"] == "nav" and len(served["path"]) == 7
+    assert set(served["weights"]) == {"naive", "arima", "ets"}
+    assert sum(served["weights"].values()) == pytest.approx(1.0, abs=1e-3)
     assert served["scorecard"]["run_id"] == run_id and "ensemble" in served["scorecard"]
 
 
@@ -185,3 +187,33 @@ class _OneConnPool:
 
 async def _served(conn: asyncpg.Connection, asset_id: str, horizon: int, target: str) -> dict:
     return await queries.latest_prediction(_OneConnPool(conn), asset_id, horizon, target)
+
+
+async def test_the_promoted_lstm_joins_the_ensemble_with_its_features(
+        conn: asyncpg.Connection, redis_client: redis.Redis, tmp_path) -> None:
+    from training import lstm, registry
+    from training.features import EXOGENOUS
+    from training.predictions import promoted_lstm
+
+    assert await promoted_lstm(conn) is None
+    lstm.seed_everything(0)
+    model = lstm.LSTMForecaster(input_size=1 + len(EXOGENOUS), hidden_size=8)
+    (tmp_path / "ckpt").mkdir()
+    lstm.save_checkpoint(tmp_path / "ckpt", model=model, optimizer=None, epoch=1,
+                         config={"lookback": 10}, scalers={})
+    mv = await registry.register(conn, kind="lstm", artifact_dir=tmp_path / "ckpt",
+                                 metrics={"val_loss": 1.0}, params={"features": list(EXOGENOUS)},
+                                 lake_url=str(tmp_path / "lake"))
+    await registry.promote(conn, mv.version)
+    loaded = await promoted_lstm(conn)
+    assert loaded.version == mv.version and loaded.channels == 1 + len(EXOGENOUS)
+
+    await run_job(conn, redis_client, [PAXG, BUIDL], horizons=HORIZONS, min_days=14, ttl_s=60,
+                  lstm=loaded, calibrations_per_run=10)
+    rows = {(r["asset_id"], r["target"]): r for r in await _latest(conn)}
+    # Price series from gold have features, so the LSTM forecasts them and gets a weight;
+    # NAV and premium have none, and a feature-trained model sits those out.
+    assert mv.version in rows[("paxg", "price")]["model_version"]
+    assert "lstm" in json.loads(rows[("paxg", "price")]["weights"])
+    assert mv.version in rows[("buidl", "price")]["model_version"]
+    assert mv.version not in rows[("buidl", "nav")]["model_version"]

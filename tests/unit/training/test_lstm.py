@@ -111,3 +111,48 @@ def test_checkpoint_round_trip(tmp_path) -> None:
 
 def test_default_device_follows_cuda() -> None:
     assert lstm.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _led_by_a_feature(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Closes whose next return is half the feature known today: invisible in the returns."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(n)
+    r = np.zeros(n)
+    r[1:] = 0.01 * (0.5 * signal[:-1] + 0.3 * rng.standard_normal(n - 1))
+    return 100.0 * np.exp(np.cumsum(r)), np.column_stack([signal, np.ones(n)])
+
+
+def test_features_become_channels_beside_the_returns() -> None:
+    closes, feats = _led_by_a_feature(101, seed=1)
+    plain = lstm.make_windows({"a": closes}, lookback=10)
+    wide = lstm.make_windows({"a": closes}, lookback=10, exogenous={"a": feats})
+    assert wide.train_x.shape == (*plain.train_x.shape[:2], 3)
+    torch.testing.assert_close(wide.train_x[..., 0], plain.train_x[..., 0])
+    torch.testing.assert_close(wide.train_y, plain.train_y)
+    assert torch.all(wide.train_x[..., 2] == 0)  # a constant feature carries nothing
+    with pytest.raises(ValueError, match="one row per close"):
+        lstm.make_windows({"a": closes}, lookback=10, exogenous={"a": feats[:-1]})
+
+
+def test_a_model_with_features_learns_what_the_returns_cannot_show() -> None:
+    data = {f"a{i}": _led_by_a_feature(400, seed=i) for i in range(3)}
+    closes = {a: c for a, (c, _) in data.items()}
+    feats = {a: f for a, (_, f) in data.items()}
+    losses = {}
+    for name, exo in (("plain", None), ("features", feats)):
+        lstm.seed_everything(0)
+        w = lstm.make_windows(closes, lookback=5, exogenous=exo)
+        model = lstm.LSTMForecaster(input_size=w.train_x.shape[-1], hidden_size=16)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        dl = lstm.loader(w.train_x, w.train_y, batch_size=32, shuffle=True)
+        for _ in range(8):
+            lstm.fit_epoch(model, dl, opt)
+        losses[name] = lstm.evaluate(model, lstm.loader(w.val_x, w.val_y, batch_size=256,
+                                                        shuffle=False))
+    assert losses["features"] < 0.6 * losses["plain"], losses
+
+    # Forecasting needs the features the model was trained with; the path holds the last row.
+    with pytest.raises(ValueError, match="pass exogenous"):
+        lstm.forecast(model, closes["a0"], 3, lookback=5)
+    path = lstm.forecast(model, closes["a0"], 3, lookback=5, exogenous=feats["a0"])
+    assert path.shape == (3,) and np.all(path > 0)
