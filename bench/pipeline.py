@@ -45,7 +45,7 @@ WARM_UP_ROWS = 300_000
 def bronze_table(rows: int, asset_ids: list[str], *, seed: int = 1) -> pa.Table:
     """Bronze price rows in the sink's schema: 80 % ticks, 20 % bars, 1 % replays of an
     earlier row (deduplicated by silver) and 1 % invalid (quarantined by silver)."""
-    from pipeline.bronze import BRONZE_SCHEMA
+    from pipeline.bronze import BRONZE_SCHEMA, price_fields
 
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -70,7 +70,8 @@ def bronze_table(rows: int, asset_ids: list[str], *, seed: int = 1) -> pa.Table:
         for name, value in (("topic", "price-data-raw"), ("partition", i % 3), ("offset", i),
                             ("key", asset), ("source", "bench"), ("kind", kind),
                             ("asset_id", asset), ("event_time", event), ("ingest_time", now),
-                            ("schema_version", 1), ("payload", json.dumps(payload))):
+                            ("schema_version", 1), ("payload", json.dumps(payload)),
+                            ("price_fields", price_fields(kind, payload))):
             cols[name].append(value)
     return pa.Table.from_pydict(cols, schema=BRONZE_SCHEMA)
 

@@ -17,6 +17,7 @@ from core import broker, lake
 from core.db import SyncDb
 from pipeline.cycles import process_batch, total
 from pipeline.prices import CycleResult, inspect_parquet
+from pipeline.streaming import BRONZE_DDL
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def backfill(spark: SparkSession, db: SyncDb, *, lake_root: str, asset_ids: list
         progress(done, len(files))
     for i in range(0, len(readable), chunk_files):
         chunk = readable[i:i + chunk_files]
-        frame = spark.read.parquet(*chunk).where(
+        # The stream's schema, so files from before a bronze column existed read it as null.
+        frame = spark.read.schema(BRONZE_DDL).parquet(*chunk).where(
             (F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end)))
         part = total(process_batch(spark, db, frame, lake_root=lake_root, asset_ids=asset_ids))
         for name in ("bronze_rows", "silver_new", "quarantined", "gold_bars"):

@@ -454,13 +454,22 @@ def _blank(column: Column) -> Column:
     return column.isNull() | (F.trim(column) == "")
 
 
-def _parsed_payload(bronze: DataFrame, schema: T.StructType) -> tuple[DataFrame, Column]:
+def _parsed_payload(bronze: DataFrame, schema: T.StructType, *,
+                    typed: str | None = None) -> tuple[DataFrame, Column]:
     """``bronze`` with its payload parsed once into the struct column ``_p``, and that
     column. Referenced inside CASE branches, an inline ``from_json`` is parsed again for
     every reference (common subexpressions are not shared across conditional branches),
     which made the JSON parse most of silver's cost; a projection of its own is kept
-    apart by the optimizer, as collapsing it would repeat an expensive expression."""
-    return bronze.withColumn("_p", F.from_json(F.col("payload"), schema)), F.col("_p")
+    apart by the optimizer, as collapsing it would repeat an expensive expression.
+
+    ``typed`` names a bronze column holding the same struct already typed by the sink
+    (``pipeline.bronze.price_fields``); where it is set the JSON is not parsed at all
+    (coalesce evaluates its second argument only for rows whose first is null).
+    """
+    parsed = F.from_json(F.col("payload"), schema)
+    if typed is not None and typed in bronze.columns:
+        parsed = F.coalesce(F.col(typed), parsed)
+    return bronze.withColumn("_p", parsed), F.col("_p")
 
 
 # -- prices ----------------------------------------------------------------------------
@@ -471,7 +480,7 @@ def parse_prices(bronze: DataFrame, *, rates: Mapping[str, float] | None = None)
     Adds ``premium_to_nav`` (close / nav - 1 where both are known) and ``usd_rate``
     (see :func:`to_usd`); ``interval`` is a bar's, null for a tick.
     """
-    bronze, p = _parsed_payload(bronze, PAYLOAD_SCHEMA)
+    bronze, p = _parsed_payload(bronze, PAYLOAD_SCHEMA, typed="price_fields")
     tick = F.col("kind") == "tick"
     flat = bronze.select(
         "source", "kind", "asset_id", "event_time", "ingest_time", "payload",

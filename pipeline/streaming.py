@@ -24,17 +24,19 @@ from pyspark.sql.streaming import StreamingQuery
 
 from core import broker, lake
 from core.db import SyncDb
-from pipeline import gold
+from pipeline import gold, silver
 from pipeline.cycles import process_batch, total
 from pipeline.prices import CycleResult, inspect_parquet
 
 log = logging.getLogger(__name__)
 
 #: Bronze's Parquet columns as Spark reads them (pipeline.bronze.BRONZE_SCHEMA); the
-#: ``date``/``hour`` folders are discovered as partition columns on top.
+#: ``date``/``hour`` folders are discovered as partition columns on top. Files written
+#: before ``price_fields`` existed read it as null (silver then parses the payload).
 BRONZE_DDL = ("topic string, partition int, offset bigint, key string, source string, "
               "kind string, asset_id string, event_time timestamp, ingest_time timestamp, "
-              "schema_version smallint, payload string")
+              "schema_version smallint, payload string, "
+              f"price_fields {silver.PAYLOAD_SCHEMA.simpleString()}")
 CHECK_STAGE = "bronze-check"
 
 

@@ -189,3 +189,18 @@ def test_sink_counts_consumer_errors_and_skips_them(sink) -> None:
     sink.poll_once()
     sink.close()
     assert sink.stats.errors == {"_TRANSPORT": 1} and sink.stats.messages == 1
+
+
+def test_price_fields_type_plain_payloads_and_leave_the_rest_to_json() -> None:
+    from pipeline.bronze import PRICE_FIELDS, price_fields
+
+    got = price_fields("bar", {"open": 1, "high": 2.5, "low": 0.5, "close": 2.0, "volume": 3,
+                               "interval": "1h", "extra": {"x": 1}})
+    assert got == {"open": 1.0, "high": 2.5, "low": 0.5, "close": 2.0, "price": None,
+                   "volume": 3.0, "nav": None, "interval": "1h", "currency": None}
+    assert list(got) == [f.name for f in PRICE_FIELDS]
+    assert price_fields("onchain", {"holder_count": 5}) is None
+    for odd in ({"price": True}, {"price": "1.5"}, {"price": float("nan")},
+                {"volume": float("-inf")}, {"price": 2**60}, {"interval": 5},
+                {"currency": ["USD"]}):
+        assert price_fields("tick", odd) is None, odd

@@ -165,3 +165,65 @@ def test_price_silver_shape(spark) -> None:
     batch = silver.to_silver(_validated(spark, [_row("tick", "paxg", 1, price=1.0, volume=1.0)]))
     assert batch.columns == silver.COLUMNS["prices"]
     assert set(silver.SILVER_COLUMNS) < set(batch.columns)
+
+
+# Payloads the sink may meet: plain ones it types, and ones it leaves to the JSON parser.
+_PAYLOADS = [
+    ("tick", {"price": 2650.0, "volume": 1.0}),
+    ("tick", {"price": 2650, "volume": 2}),  # integers
+    ("tick", {"price": 2650.5}),  # no volume
+    ("tick", {"price": 1.0, "volume": None, "nav": 1.01, "currency": "EUR"}),
+    ("bar", {"open": 10.0, "high": 11.0, "low": 9.5, "close": 10.5, "volume": 3.0,
+             "interval": "1d", "extra": [1, 2]}),
+    ("bar", {"open": 10.0, "high": 11.0, "low": 9.5, "close": 10.5, "interval": 5}),
+    ("tick", {"price": True, "volume": 1.0}),
+    ("tick", {"price": "2650.5", "volume": 1.0}),
+    ("tick", {"price": float("nan"), "volume": 1.0}),
+    ("tick", {"price": 2650.0, "volume": float("inf")}),
+    ("tick", {"price": 10**30, "volume": 1.0}),
+    ("tick", {"price": 2**53 + 1, "volume": 1.0}),
+    ("tick", {}),
+]
+
+
+def test_typed_price_fields_parse_exactly_like_the_json(spark) -> None:
+    from pipeline.bronze import price_fields, payload_text
+    from pipeline.streaming import BRONZE_DDL
+
+    rows = []
+    for i, (kind, payload) in enumerate(_PAYLOADS):
+        rows.append({"topic": "price-data-raw", "partition": 0, "offset": i, "key": "paxg",
+                     "source": "simulated", "kind": kind, "asset_id": "paxg",
+                     "event_time": NOW - timedelta(minutes=60 - i), "ingest_time": NOW,
+                     "schema_version": 1, "payload": payload_text(payload),
+                     "price_fields": price_fields(kind, payload)})
+    typed = [r for r in rows if r["price_fields"] is not None]
+    assert 5 <= len(typed) < len(rows)  # both paths are exercised
+    with_fields = spark.createDataFrame(rows, schema=BRONZE_DDL)
+    json_only = with_fields.drop("price_fields")
+    assert "price_fields" not in json_only.columns
+
+    def parsed(frame):
+        out = silver.parse_prices(frame).orderBy("event_time").collect()
+        # NaN != NaN: compare rows with NaN spelled out.
+        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in r.asDict().items()} for r in out]
+
+    assert parsed(with_fields) == parsed(json_only)
+    rules = silver.validate_prices(silver.parse_prices(with_fields), KNOWN, NOW)
+    assert [r["rule"] for r in rules.orderBy("event_time").collect()] == [
+        r["rule"] for r in silver.validate_prices(silver.parse_prices(json_only), KNOWN, NOW)
+        .orderBy("event_time").collect()]
+
+
+def test_silver_reads_the_typed_fields_where_the_sink_filled_them(spark) -> None:
+    from pipeline.bronze import price_fields
+    from pipeline.streaming import BRONZE_DDL
+
+    row = {"topic": "price-data-raw", "partition": 0, "offset": 0, "key": "paxg",
+           "source": "simulated", "kind": "tick", "asset_id": "paxg", "event_time": NOW,
+           "ingest_time": NOW, "schema_version": 1, "payload": '{"price": 2650.0}',
+           # Never disagrees with the payload in bronze; here it does, to show which is read.
+           "price_fields": price_fields("tick", {"price": 7.0})}
+    got = silver.parse_prices(spark.createDataFrame([row], schema=BRONZE_DDL)).collect()
+    assert got[0]["close"] == 7.0
