@@ -14,6 +14,8 @@ exception handlers, CLI commands) and chain with ``raise ... from e``.
     │   └── BudgetExhausted        our own per-provider request budget is spent
     ├── NotFound               an asset, prediction or object that does not exist
     ├── ForecastError          a series that cannot be forecast (too short, irregular)
+    ├── DeliveryError          a notification (email, …) was not delivered; ``permanent``
+    │                          says whether trying the same message again can help
     └── RegistryError          a model artifact or its metrics the registry refuses
 """
 
@@ -50,6 +52,16 @@ class NotFound(RwaError):
 
 class ForecastError(RwaError):
     """A series that cannot be forecast as given."""
+
+
+class DeliveryError(RwaError):
+    """A notification was not delivered. ``permanent`` is true when sending the same
+    message again cannot succeed (recipient refused, bad credentials, not configured);
+    false for outages worth a retry (connection refused, timeouts, 4xx replies)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class RegistryError(RwaError):

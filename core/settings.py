@@ -218,6 +218,124 @@ class RiskSettings(BaseModel):
     cache_ttl_s: int = Field(default=3600, ge=1)
 
 
+class TierLimits(BaseModel):
+    """What one tier may do; enforced server-side (``serve.auth``)."""
+
+    requests_per_minute: int = Field(ge=1, description="REST requests per sliding minute.")
+    forecast_horizons: list[int] = Field(min_length=1,
+                                         description="Forecast horizons (days) it may read.")
+    max_alerts: int = Field(ge=0, description="Alerts it may hold.")
+    max_ws_subscriptions: int = Field(ge=0, description="Assets one WebSocket may follow.")
+
+
+# One class per tier (as for the providers) so that an environment variable such as
+# RWA_TIERS__FREE__REQUESTS_PER_MINUTE=30 overrides one figure and keeps the rest.
+class FreeTier(TierLimits):
+    requests_per_minute: int = Field(default=60, ge=1)
+    forecast_horizons: list[int] = Field(default_factory=lambda: [1, 7], min_length=1)
+    max_alerts: int = Field(default=3, ge=0)
+    max_ws_subscriptions: int = Field(default=5, ge=0)
+
+
+class ProTier(TierLimits):
+    requests_per_minute: int = Field(default=600, ge=1)
+    forecast_horizons: list[int] = Field(default_factory=lambda: [1, 7, 30], min_length=1)
+    max_alerts: int = Field(default=50, ge=0)
+    max_ws_subscriptions: int = Field(default=50, ge=0)
+
+
+class EnterpriseTier(TierLimits):
+    requests_per_minute: int = Field(default=6000, ge=1)
+    forecast_horizons: list[int] = Field(default_factory=lambda: [1, 7, 30], min_length=1)
+    max_alerts: int = Field(default=1000, ge=0)
+    max_ws_subscriptions: int = Field(default=500, ge=0)
+
+
+class TiersSettings(BaseModel):
+    """The tier table: requests per minute and per-tier features. A new account is
+    ``free``; an admin moves it (``PATCH /admin/users/{user_id}``). Anonymous requests
+    are limited per client IP at the free tier's rate."""
+
+    free: FreeTier = Field(default_factory=FreeTier)
+    pro: ProTier = Field(default_factory=ProTier)
+    enterprise: EnterpriseTier = Field(default_factory=EnterpriseTier)
+
+    def table(self) -> dict[str, TierLimits]:
+        """Tier name → limits, in the shape the Serve args carry (``AppArgs.tiers``)."""
+        return {name: TierLimits.model_validate(getattr(self, name).model_dump())
+                for name in TIER_NAMES}
+
+
+#: The tiers, cheapest first; a new account gets the first.
+TIER_NAMES: tuple[str, ...] = ("free", "pro", "enterprise")
+
+
+def default_tier_table() -> dict[str, TierLimits]:
+    return TiersSettings().table()
+
+
+#: Shortest JWT signing secret accepted (HS256 wants at least its 256-bit output size).
+MIN_JWT_SECRET_CHARS = 32
+
+
+class AuthSettings(BaseModel):
+    """Accounts and tokens (``serve.auth``). The signing secret comes from
+    ``RWA_AUTH__JWT_SECRET``; ``rwa up`` in local mode generates one and keeps it in
+    ``<home>/auth/jwt_secret`` when none is set. A Serve replica whose args leave it
+    null reads the same variable from its own environment (KubeRay: the pod's Secret)."""
+
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 signing secret.")
+    issuer: str = Field(default="rwa-prime", min_length=1)
+    audience: str = Field(default="rwa-prime-api", min_length=1)
+    access_ttl_s: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    two_factor_ttl_s: int = Field(default=5 * 60, ge=30, le=3600,
+                                  description="Life of the temp token between login and 2FA.")
+    refresh_ttl_s: int = Field(default=30 * 86400, ge=60)
+    email_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Login and TOTP throttling: failures counted in Redis over a window from the first.
+    max_failures_per_account: int = Field(default=5, ge=1)
+    max_failures_per_ip: int = Field(default=20, ge=1)
+    failure_window_s: int = Field(default=15 * 60, ge=1)
+    # Argon2id cost; RFC 9106's second recommended option. Hashes made with other
+    # parameters are upgraded at the next successful login.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    totp_issuer: str = "RWA Prime"
+    public_url: str = Field(default="http://localhost:8000",
+                            description="Where the web app lives; links in emails point here.")
+    forwarded_hops: int = Field(
+        default=0, ge=0,
+        description="Trusted proxies in front of the API: the client IP is taken that many "
+                    "entries from the right of X-Forwarded-For; 0 ignores the header.")
+
+    @model_validator(mode="after")
+    def _secret_strong_enough(self) -> AuthSettings:
+        if self.jwt_secret is not None and len(
+                self.jwt_secret.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+            raise ConfigError(f"RWA_AUTH__JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} "
+                              "characters (e.g. the output of `openssl rand -hex 32`)")
+        return self
+
+
+class SmtpSettings(BaseModel):
+    """The mail server notifications go through (``core.notify.email``); email is off
+    while ``host`` is unset."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = "RWA Prime <no-reply@rwaprime.example>"
+    starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS "
+                                                     "(required by most submission servers).")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
 class Settings(BaseSettings):
     """Every setting of the platform; see the README's configuration table."""
 
@@ -250,6 +368,9 @@ class Settings(BaseSettings):
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tiers: TiersSettings = Field(default_factory=TiersSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_services(self) -> Settings:

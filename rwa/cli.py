@@ -373,6 +373,46 @@ def models_promote(version: Annotated[str, typer.Argument(help="The version to p
     typer.echo(f"promoted {mv.version} ({mv.kind})")
 
 
+user_app = typer.Typer(help="Accounts: the admin role (tiers are changed through the API).",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("admin")
+def user_admin(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the role away.")] = False,
+) -> None:
+    """Grant the admin role to the account EMAIL (or take it with --revoke); admins manage
+    users and tiers through /admin/users."""
+    import asyncpg
+
+    from serve.auth import users
+
+    s = _running_settings()
+
+    async def go() -> Any:
+        conn = await asyncpg.connect(s.database_url.get_secret_value())
+        try:
+            return await users.set_admin(conn, email, is_admin=not revoke)
+        finally:
+            await conn.close()
+
+    try:
+        row = asyncio.run(go())
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    except (OSError, asyncpg.PostgresError) as e:
+        typer.echo(f"error: cannot reach the database: {e}", err=True)
+        raise typer.Exit(1) from e
+    if row is None:
+        typer.echo(f"error: no account with email {email}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{row['email']} (user {row['user_id']}) is "
+               f"{'now an admin' if row['is_admin'] else 'no longer an admin'}")
+
+
 @app.command()
 def forecast(
     input: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False,

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 
 from core import broker, cache, db
 from core.catalog import load_catalog
-from core.settings import Settings
+from core.settings import AuthSettings, Settings
 from rwa import embedded
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,21 @@ def resolved_settings(settings: Settings, info: StackInfo | None) -> Settings:
     if settings.kafka_bootstrap_servers is None:
         update["kafka_bootstrap_servers"] = info.kafka_bootstrap
     return settings.model_copy(update=update)
+
+
+def local_jwt_secret(home: Path) -> SecretStr:
+    """The embedded stack's JWT signing secret: random, made on first use and kept in
+    ``<home>/auth/jwt_secret`` (mode 0600) so tokens survive a restart."""
+    path = home / "auth" / "jwt_secret"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return SecretStr(path.read_text().strip())
 
 
 async def prepare_database(dsn: str) -> None:
@@ -251,10 +267,22 @@ class Stack:
             "sentiment": {"model_dir": str(s.sentiment.model_dir) if s.sentiment.model_dir else None,
                           "batch_size": s.sentiment.batch_size,
                           "max_length": s.sentiment.max_length},
+            "auth": self._auth_settings(),
+            "tiers": s.tiers.table(),
+            "smtp": s.smtp if s.smtp.configured else None,
         }
         serve.run(build_app(args), name="rwa", route_prefix="/")
         self._stops.append(("Serve", serve.shutdown))
         return f"http://{s.api.host}:{s.api.port}"
+
+    def _auth_settings(self) -> AuthSettings:
+        """The auth settings the API gets: in local mode without a configured secret,
+        the embedded stack's own (generated once, kept under the home directory); in
+        cluster mode a missing one is left for each replica's environment."""
+        auth = self.settings.auth
+        if auth.jwt_secret is None and self.settings.mode == "local":
+            auth = auth.model_copy(update={"jwt_secret": local_jwt_secret(self.settings.home)})
+        return auth
 
     # -- first tick --------------------------------------------------------------------
     def wait_first_tick(self, timeout_s: float = 120) -> dict[str, Any]:

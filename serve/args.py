@@ -4,8 +4,18 @@ builder, the Serve config YAML and the RayService manifest's ``serveConfigV2``."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+)
+
+from core.settings import AuthSettings, SmtpSettings, TierLimits, default_tier_table
 
 
 class SentimentArgs(BaseModel):
@@ -32,3 +42,32 @@ class AppArgs(BaseModel):
     sentiment: SentimentArgs | None = Field(
         default_factory=SentimentArgs,
         description="The sentiment deployment behind POST /sentiment; null leaves it out.")
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings,
+        description="Tokens, throttling and password hashing; a null jwt_secret is read from "
+                    "the replica's RWA_AUTH__JWT_SECRET.")
+    tiers: dict[str, TierLimits] = Field(
+        default_factory=default_tier_table,
+        description="Tier name → request limit and features; must hold 'free', the tier of "
+                    "new accounts and of anonymous clients.")
+    smtp: SmtpSettings | None = Field(
+        default=None, description="Mail server for verification emails; null: not sent. A "
+                                  "null password is read from the replica's RWA_SMTP__PASSWORD.")
+
+    @field_validator("tiers")
+    @classmethod
+    def _has_free(cls, tiers: dict[str, TierLimits]) -> dict[str, TierLimits]:
+        if "free" not in tiers:
+            raise ValueError("tiers must include 'free' (new accounts and anonymous clients)")
+        return tiers
+
+    @field_serializer("auth", "smtp", mode="wrap", when_used="json")
+    def _keep_secrets(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # The JSON form is what crosses Ray to the replica (``build_app``), so secrets stay
+        # readable there; everywhere else they print as SecretStr's stars.
+        data = handler(value)
+        for name in ("jwt_secret", "password"):
+            secret = getattr(value, name, None)
+            if secret is not None:
+                data[name] = secret.get_secret_value()
+        return data

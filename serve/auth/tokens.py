@@ -1,0 +1,111 @@
+"""Signed tokens: access tokens, the 2FA temp token and email verification tokens.
+
+All are JWTs signed with HS256, the only algorithm accepted (``alg: none`` and every
+other algorithm are refused before the signature is looked at). Each carries ``iss``,
+``aud``, ``exp``, ``iat``, ``sub`` (the user id), ``jti`` and ``typ``, all required; a
+token of one ``typ`` never passes for another, so the temp token issued at login opens
+nothing but ``/auth/verify-2fa``. Access tokens also carry ``fam``, the refresh-token
+family of their login, which logout and reuse detection revoke.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+from pydantic import SecretStr
+
+ALGORITHM = "HS256"
+TokenType = Literal["access", "2fa", "email_verify"]
+
+_WHAT = {"access": "an access token", "2fa": "a 2FA temp token",
+         "email_verify": "an email verification token"}
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ"]
+
+
+class TokenError(Exception):
+    """A token that must be refused; the message says why, for the client."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: int
+    typ: TokenType
+    jti: str
+    expires_at: float
+    family: str | None = None
+    email: str | None = None
+
+    def seconds_left(self) -> int:
+        return max(1, int(self.expires_at - time.time()))
+
+
+class TokenCodec:
+    """Issues and checks tokens with one secret, issuer and audience."""
+
+    def __init__(self, secret: SecretStr, *, issuer: str, audience: str) -> None:
+        self._key = secret.get_secret_value()
+        self.issuer = issuer
+        self.audience = audience
+
+    def __repr__(self) -> str:  # never the key
+        return f"TokenCodec(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    def issue(self, user_id: int, typ: TokenType, *, ttl_s: int, family: str | None = None,
+              email: str | None = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "aud": self.audience, "sub": str(user_id), "typ": typ,
+            "iat": now, "exp": now + ttl_s, "jti": secrets.token_urlsafe(16)}
+        if family is not None:
+            claims["fam"] = family
+        if email is not None:
+            claims["email"] = email
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def decode(self, token: str, *, expect: TokenType) -> Claims:
+        """The claims of a valid token of type ``expect``.
+
+        Raises:
+            TokenError: Malformed, badly signed, another algorithm, expired, another
+                issuer or audience, or another type of token.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as e:
+            raise TokenError("malformed token") from e
+        if header.get("alg") != ALGORITHM:
+            raise TokenError(f"token algorithm {header.get('alg')!r} is not accepted")
+        try:
+            raw = jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=self.issuer,
+                             audience=self.audience, options={"require": _REQUIRED})
+        except jwt.ExpiredSignatureError as e:
+            raise TokenError("token expired") from e
+        except jwt.InvalidAudienceError as e:
+            raise TokenError("token is for another audience") from e
+        except jwt.InvalidIssuerError as e:
+            raise TokenError("token is from another issuer") from e
+        except jwt.InvalidSignatureError as e:
+            raise TokenError("token signature does not verify") from e
+        except jwt.InvalidTokenError as e:
+            raise TokenError(f"invalid token: {e}") from e
+        typ = raw.get("typ")
+        if typ != expect:
+            if typ == "2fa":
+                raise TokenError("a 2FA temp token opens only POST /auth/verify-2fa")
+            raise TokenError(f"{_WHAT.get(typ, 'this token')} is not {_WHAT[expect]}")
+        try:
+            user_id = int(raw["sub"])
+            family = raw.get("fam")
+            if family is not None:
+                family = str(uuid.UUID(family))
+        except (TypeError, ValueError) as e:
+            raise TokenError("invalid token: bad subject or family") from e
+        if typ == "access" and family is None:
+            raise TokenError("invalid token: access token without a session family")
+        return Claims(user_id=user_id, typ=typ, jti=str(raw["jti"]),
+                      expires_at=float(raw["exp"]), family=family, email=raw.get("email"))

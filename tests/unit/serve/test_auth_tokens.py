@@ -1,0 +1,70 @@
+"""Signed tokens (serve/auth/tokens.py): types, the algorithm allow-list, expiry,
+issuer and audience."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+from pydantic import SecretStr
+
+from serve.auth.tokens import TokenCodec, TokenError
+
+KEY = "unit-test-secret-" + "q" * 40
+codec = TokenCodec(SecretStr(KEY), issuer="rwa-prime", audience="rwa-prime-api")
+FAMILY = str(uuid.uuid4())
+
+
+def raw(**override: object) -> dict:
+    now = int(time.time())
+    return {"iss": "rwa-prime", "aud": "rwa-prime-api", "sub": "7", "typ": "access",
+            "iat": now, "exp": now + 60, "jti": "j1", "fam": FAMILY} | override
+
+
+def test_round_trip() -> None:
+    token = codec.issue(7, "access", ttl_s=60, family=FAMILY)
+    claims = codec.decode(token, expect="access")
+    assert (claims.user_id, claims.typ, claims.family) == (7, "access", FAMILY)
+    assert 55 <= claims.seconds_left() <= 60
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    two = codec.issue(7, "access", ttl_s=60, family=FAMILY)
+    assert codec.decode(two, expect="access").jti != claims.jti
+
+
+def test_a_token_of_one_type_never_passes_for_another() -> None:
+    temp = codec.issue(7, "2fa", ttl_s=60)
+    with pytest.raises(TokenError, match="opens only POST /auth/verify-2fa"):
+        codec.decode(temp, expect="access")
+    email = codec.issue(7, "email_verify", ttl_s=60, email="a@example.com")
+    assert codec.decode(email, expect="email_verify").email == "a@example.com"
+    with pytest.raises(TokenError, match="not an access token"):
+        codec.decode(email, expect="access")
+    with pytest.raises(TokenError, match="not a 2FA temp token"):
+        codec.decode(codec.issue(7, "access", ttl_s=60, family=FAMILY), expect="2fa")
+
+
+@pytest.mark.parametrize(("token", "reason"), [
+    (jwt.encode(raw(), None, algorithm="none"), "algorithm 'none'"),
+    (jwt.encode(raw(), KEY, algorithm="HS384"), "algorithm 'HS384'"),
+    (jwt.encode(raw(exp=int(time.time()) - 5), KEY, algorithm="HS256"), "expired"),
+    (jwt.encode(raw(aud="other"), KEY, algorithm="HS256"), "another audience"),
+    (jwt.encode(raw(iss="other"), KEY, algorithm="HS256"), "another issuer"),
+    (jwt.encode(raw(), "x" * 40, algorithm="HS256"), "signature"),
+    (jwt.encode({k: v for k, v in raw().items() if k != "jti"}, KEY, algorithm="HS256"),
+     "jti"),
+    (jwt.encode({k: v for k, v in raw().items() if k != "typ"}, KEY, algorithm="HS256"),
+     "typ"),
+    (jwt.encode(raw(sub="seven"), KEY, algorithm="HS256"), "bad subject"),
+    (jwt.encode(raw(fam=None), KEY, algorithm="HS256"), "without a session family"),
+    ("a.b", "malformed"),
+    ("", "malformed"),
+])
+def test_refused_tokens(token: str, reason: str) -> None:
+    with pytest.raises(TokenError, match=reason):
+        codec.decode(token, expect="access")
+
+
+def test_the_key_is_never_shown() -> None:
+    assert KEY not in repr(codec) and KEY not in str(vars(codec).get("issuer"))
