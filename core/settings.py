@@ -336,6 +336,28 @@ class SmtpSettings(BaseModel):
         return bool(self.host)
 
 
+class ChainSettings(BaseModel):
+    """EVM JSON-RPC endpoints and how wallet sync reads them (``serve/portfolio``).
+
+    ``RWA_CHAIN__RPC_URLS='{"ethereum": "https://…", "gnosis": "https://…"}'``: keys are
+    catalog chain names (an asset's ``blockchain_network``). URLs often embed a provider
+    key, hence secrets.
+    """
+
+    rpc_urls: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Catalog chain name → JSON-RPC URL over HTTP(S).")
+    log_chunk_blocks: int = Field(default=2000, ge=1,
+                                  description="Blocks per eth_getLogs call (halved on refusal).")
+    max_blocks_per_sync: int = Field(
+        default=200_000, ge=1, description="Blocks one sync request scans; the next resumes.")
+    confirmations: int = Field(default=12, ge=0,
+                               description="Blocks behind the head a transfer must be.")
+    start_blocks: dict[str, int] = Field(
+        default_factory=dict, description="First block scanned for a never-synced wallet, "
+                                          "per chain (default 0).")
+    timeout_s: float = Field(default=10.0, gt=0, description="Per JSON-RPC request.")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform; see the README's configuration table."""
 
@@ -368,6 +390,7 @@ class Settings(BaseSettings):
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tiers: TiersSettings = Field(default_factory=TiersSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
