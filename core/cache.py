@@ -10,6 +10,9 @@ import redis.asyncio as aioredis
 
 #: Pub/sub channel carrying one JSON message per live tick.
 TICKS_CHANNEL = "rwa:ticks"
+#: Pub/sub channel the API announces alert changes on (``{"alert_id", "asset_ids", "action"}``)
+#: so that the alert monitor reloads those assets' alerts at once.
+ALERTS_CHANGED_CHANNEL = "rwa:alerts:changed"
 #: The long-lived actors, by the name each runs under and heartbeats as.
 ACTOR_NAMES: tuple[str, ...] = (
     "ingest-simulated",

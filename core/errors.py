@@ -16,6 +16,10 @@ exception handlers, CLI commands) and chain with ``raise ... from e``.
     ├── ForecastError          a series that cannot be forecast (too short, irregular)
     ├── DeliveryError          a notification (email, …) was not delivered; ``permanent``
     │                          says whether trying the same message again can help
+    │   └── DeliveryRateLimited    the channel asked us to wait ``retry_after_s`` first
+    ├── AlertError             an alert request the alert domain refuses (``core.alerts``)
+    │   ├── InvalidCondition       a condition value or notification target that cannot work
+    │   └── InvalidTransition      a lifecycle step the alert's state does not allow
     └── RegistryError          a model artifact or its metrics the registry refuses
 """
 
@@ -62,6 +66,32 @@ class DeliveryError(RwaError):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class DeliveryRateLimited(DeliveryError):
+    """The channel refused for now and said when to come back (Telegram's 429
+    ``retry_after``, a webhook's ``Retry-After``); never permanent."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, permanent=False)
+        self.retry_after_s = retry_after_s
+
+
+class AlertError(RwaError):
+    """An alert request the alert domain refuses."""
+
+
+class InvalidCondition(AlertError):
+    """A condition value (or notification target) that cannot work; the message says why."""
+
+
+class InvalidTransition(AlertError):
+    """A lifecycle step the alert's current state does not allow."""
+
+    def __init__(self, current: str, target: str, message: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.target = target
 
 
 class RegistryError(RwaError):

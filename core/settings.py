@@ -358,6 +358,53 @@ class ChainSettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, description="Per JSON-RPC request.")
 
 
+class TelegramSettings(BaseModel):
+    """The Telegram bot alerts are sent through (``core.notify.telegram``); off while
+    ``bot_token`` is unset."""
+
+    bot_token: SecretStr | None = Field(default=None, description="The bot's token (BotFather).")
+    base_url: str = Field(default="https://api.telegram.org", description="Bot API root.")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class PushSettings(BaseModel):
+    """Webhook (push) alerts (``core.notify.push``): each POST is signed with HMAC-SHA256
+    over ``<timestamp>.<body>`` with ``signing_secret``; off while it is unset."""
+
+    signing_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key.")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_strong_enough(self) -> PushSettings:
+        if self.signing_secret is not None and len(
+                self.signing_secret.get_secret_value()) < MIN_PUSH_SECRET_CHARS:
+            raise ConfigError(f"RWA_PUSH__SIGNING_SECRET must be at least "
+                              f"{MIN_PUSH_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)")
+        return self
+
+
+#: Shortest webhook signing secret accepted.
+MIN_PUSH_SECRET_CHARS = 16
+
+
+class AlertSettings(BaseModel):
+    """The alert monitor (``actors.alerts``) and its deliveries (``core.notify.dispatch``)."""
+
+    sweep_interval_s: float = Field(default=30.0, gt=0,
+                                    description="Seconds between sweeps over every active alert.")
+    cooldown_s: float = Field(default=60.0, ge=0, description="An alert that fired re-arms only "
+                              "once its condition is false and this long has passed.")
+    max_attempts: int = Field(default=8, ge=1, description="Delivery attempts before 'failed'.")
+    inline_attempts: int = Field(default=3, ge=1, description="Attempts made at once before "
+                                 "the rest are left to the sweep.")
+    retry_base_s: float = Field(default=1.0, gt=0, description="First retry delay; doubles.")
+    retry_max_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=120.0, gt=0, description="How long a delivery being sent is "
+                           "held before a crashed sender's claim may be taken over.")
+    context_ttl_s: float = Field(default=10.0, ge=0, description="How long risk scores and "
+                                 "forecast bands read for evaluation are reused.")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform; see the README's configuration table."""
 
@@ -394,6 +441,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tiers: TiersSettings = Field(default_factory=TiersSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_services(self) -> Settings:

@@ -1,0 +1,1 @@
+"""Alerts in the API: ``serve.alerts.routes.alerts_router``."""
