@@ -19,7 +19,7 @@ from fastapi import (
     Response,
 )
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import DeliveryError
 from serve.auth import refresh, totp, users
@@ -35,34 +35,45 @@ from serve.auth.verification import send_verification, send_verification_quietly
 RESEND_INTERVAL_S = 60
 
 
+def plain_text(value: str) -> str:
+    """``value`` unless it holds NUL, which PostgreSQL text refuses: a 422 here rather
+    than a 500 from the database. (Pydantic already refuses lone surrogates.)"""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(plain_text)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class Credentials(_Body):
-    email: str = Field(max_length=320, examples=["ann@example.com"])
-    password: str = Field(min_length=1, max_length=1024)
+    email: Text = Field(max_length=320, examples=["ann@example.com"])
+    password: Text = Field(min_length=1, max_length=1024)
 
 
 class TotpCode(_Body):
-    totp_code: str = Field(min_length=6, max_length=12, examples=["123456"],
-                           description="The 6-digit code of the authenticator app.")
+    totp_code: Text = Field(min_length=6, max_length=12, examples=["123456"],
+                            description="The 6-digit code of the authenticator app.")
 
 
 class RefreshRequest(_Body):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: Text = Field(min_length=1, max_length=200)
 
 
 class LogoutRequest(_Body):
-    refresh_token: str | None = Field(default=None, max_length=200)
+    refresh_token: Text | None = Field(default=None, max_length=200)
 
 
 class EmailToken(_Body):
-    token: str = Field(min_length=1, max_length=4096)
+    token: Text = Field(min_length=1, max_length=4096)
 
 
 class TierChange(_Body):
-    tier: str = Field(min_length=1, max_length=40)
+    tier: Text = Field(min_length=1, max_length=40)
 
 
 class Registered(BaseModel):
@@ -128,15 +139,15 @@ def auth_router(services: ServicesLike) -> APIRouter:
         for an account (or more from one network) lock it for 15 minutes (429)."""
         a = auth()
         try:
-            account = users.normalize_email(body.email)
+            account, valid = users.normalize_email(body.email), True
         except ValueError:
-            account = body.email.strip().lower()
+            account, valid = body.email.strip().lower(), False
         ip = a.client_ip(request)
         locked = await a.login_throttle.check(account, ip)
         if locked:
             raise _locked(locked)
         pool = await a.pool()
-        row = await users.by_email(pool, account)
+        row = await users.by_email(pool, account) if valid else None
         if row is None:
             await a.passwords.burn(body.password)
             verified_ok, new_hash = False, None
@@ -334,6 +345,11 @@ def admin_router(services: ServicesLike) -> APIRouter:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
         """Accounts, oldest first: ``{items, total}``."""
+        for name, value in (("q", q), ("tier", tier)):
+            try:
+                plain_text(value or "")
+            except ValueError as e:
+                raise HTTPException(422, f"{name} {e}") from e
         items, total = await users.search(await auth_for(services).pool(), q=q, tier=tier,
                                           limit=limit, offset=offset)
         return {"items": items, "total": total}

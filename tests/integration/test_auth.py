@@ -307,6 +307,24 @@ async def test_missing_fields_are_422_not_500(api: httpx.AsyncClient) -> None:
     assert r.status_code == 422
 
 
+async def test_odd_text_is_a_4xx_never_a_500(api: httpx.AsyncClient, env: Env) -> None:
+    for path in ("/auth/register", "/auth/login"):
+        r = await api.post(path, json={"email": "ann@example.com",
+                                       "password": "Tangerine\x00Harbor-42"})
+        assert r.status_code == 422 and "NUL" in r.text
+    r = await api.post("/auth/login", json={"email": "an\x00n@example.com", "password": PASSWORD})
+    assert r.status_code == 422
+    r = await api.post("/auth/login", json={"email": "not an email", "password": PASSWORD})
+    assert r.status_code == 401 and r.json()["detail"] == "wrong email or password"
+    for body in ({"refresh_token": "abc\x00"}, {"refresh_token": "x" * 201}):
+        assert (await api.post("/auth/refresh", json=body)).status_code == 422
+    admin_email = (await register(api))["email"]
+    await make_admin(env, admin_email)
+    admin = bearer((await login(api, admin_email))["access_token"])
+    r = await api.get("/admin/users", params={"q": "a\x00b"}, headers=admin)
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
+
+
 async def test_duplicate_email_is_409_whatever_the_case(api: httpx.AsyncClient) -> None:
     email = new_email()
     await register(api, email)
@@ -540,11 +558,11 @@ async def test_forged_and_broken_tokens_are_401(api: httpx.AsyncClient) -> None:
     sub = {"sub": str(user_id)}
     head, payload, signature = tokens["access_token"].split(".")
     flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    resigned = ("A" if signature[0] != "A" else "B") + signature[1:]
     unsigned = jwt.encode(claims(**sub), None, algorithm="none")
     cases = {
         "tampered payload": (f"{head}.{flipped}.{signature}", "signature"),
-        "tampered signature": (f"{head}.{payload}.{'A' if signature[0] != 'A' else 'B'}"
-                               f"{signature[1:]}", "signature"),
+        "tampered signature": (f"{head}.{payload}.{resigned}", "signature"),
         "expired": (forge(sub | {"exp": int(time.time()) - 60, "iat": int(time.time()) - 999}),
                     "expired"),
         "alg none": (unsigned, "algorithm"),
