@@ -86,7 +86,8 @@ def process_prices(spark: SparkSession, db: SyncDb, bronze_df: DataFrame, *, lak
     result.gold_bars = _load_bars(db, lake_root, aggregates.bars(in_hours, "1h"), "1h")
     _load_bars(db, lake_root, aggregates.bars(in_hours, "1m"), "1m")
     _load_bars(db, lake_root, aggregates.bars(stored, "1d"), "1d")  # whole touched days
-    quarantine = [(r["rule"], r["record"]) for r in silver.rejected(validated).collect()]
+    quarantine = [(r["rule"], r["record"])
+                  for r in silver.rejected(validated, parsed).collect()]
     result.quarantined = len(quarantine)
     db.run(lambda c: gold.record_quarantine(c, STAGE, quarantine))
     return result

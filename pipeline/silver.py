@@ -175,6 +175,9 @@ OUTLIER_WINDOW = 5
 PRICE_MIN_SCALE = 1e-3
 HOLDER_MIN_SCALE = 1e-2
 
+#: Column of a price row's payload hash while its payload text is left behind.
+PAYLOAD_HASH = "payload_hash"
+
 #: Accuracy of the series' median distance (a relative rank error of 1 / accuracy): an
 #: exact median keeps every distinct value of the series in a hash map.
 MEDIAN_ACCURACY = 10_000
@@ -389,7 +392,8 @@ def mark_duplicates(frame: DataFrame, *, key: list[str], series: list[str],
     if "_ctx" in frame.columns:
         order.append(F.col("_ctx"))
     order.append(F.col("rule").isNotNull())
-    order += [F.col(c).asc_nulls_last() for c in ("ingest_time", "payload") if c in frame.columns]
+    order += [F.col(c).asc_nulls_last() for c in ("ingest_time", PAYLOAD_HASH, "payload")
+              if c in frame.columns]
     w = Window.partitionBy(*series).orderBy(*order)
     same = [F.lag(c).over(w).eqNullSafe(F.col(c)) for c in ("event_time", *rest)]
     prior_valid = F.lag(F.col("rule").isNull()).over(w)
@@ -533,6 +537,12 @@ def validate_prices(parsed: DataFrame, known_asset_ids: list[str], now: datetime
     if "usd_rate" not in parsed.columns:  # parsed by an older caller: USD only
         parsed = parsed.withColumn("usd_rate", F.lit(1.0))
     tagged = _tag(parsed, _price_rules(F.col("asset_id").isin(known_asset_ids), now))
+    # The windows below shuffle and sort every row, and the raw payload was a third of a
+    # row's bytes. Rows a hard rule rejected keep it for the quarantine; the others carry
+    # its hash, which breaks ties between copies as the text did, and an outlier's raw
+    # payload is looked up again by :func:`rejected` (outliers are few).
+    tagged = (tagged.withColumn(PAYLOAD_HASH, F.xxhash64("payload"))
+              .withColumn("payload", F.when(F.col("rule").isNotNull(), F.col("payload"))))
     return _soft_outliers(tagged, "close", transform=F.log, rule="price_outlier",
                           series=["asset_id"], key=natural_key("prices"), context=context, threshold=outlier_threshold,
                           window=outlier_window, min_scale=outlier_min_scale)
@@ -669,10 +679,25 @@ def write(rows: DataFrame, path: str, *, mode: str = "append") -> None:
     rows.coalesce(max(1, cores)).write.mode(mode).partitionBy("date").parquet(path)
 
 
-def rejected(validated: DataFrame) -> DataFrame:
+def rejected(validated: DataFrame, parsed: DataFrame | None = None) -> DataFrame:
     """Rows that broke a rule (soft ones included), with the rule and the raw record
-    for the quarantine."""
-    return validated.where(F.col("rule").isNotNull()).select(
+    for the quarantine.
+
+    Price validation drops the payload of rows no hard rule rejected (see
+    :func:`validate_prices`); pass the ``parsed`` frame it validated so that an
+    outlier's record gets its raw payload back, matched on the row's identity and the
+    payload's hash.
+    """
+    bad = validated.where(F.col("rule").isNotNull())
+    if parsed is not None and PAYLOAD_HASH in bad.columns:
+        ident = ["source", "kind", "asset_id", "event_time", "ingest_time", PAYLOAD_HASH]
+        missing = bad.where(F.col("payload").isNull()).select(*ident, "rule")
+        raw = (parsed.withColumn(PAYLOAD_HASH, F.xxhash64("payload"))
+               .select(*ident, F.col("payload").alias("_raw")).dropDuplicates(ident))
+        found = (missing.join(raw, on=ident, how="left")
+                 .withColumn("payload", F.col("_raw")).drop("_raw"))
+        bad = bad.where(F.col("payload").isNotNull()).select(*found.columns).unionByName(found)
+    return bad.select(
         "rule",
         F.to_json(F.struct("source", "kind", "asset_id", "event_time", "payload")).alias("record"),
     )

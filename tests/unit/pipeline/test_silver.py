@@ -110,14 +110,19 @@ def test_a_spike_is_flagged_kept_in_silver_quarantined_and_left_out_of_bars(spar
     rows = _walk("paxg", 30, seed=1)
     spike = json.loads(rows[12]["payload"])["price"] * 10
     rows[12] = _row("tick", "paxg", 12, price=spike, volume=1.0)
-    validated = _validated(spark, rows).cache()
+    parsed = silver.parse_prices(_frame(spark, rows))
+    validated = silver.validate_prices(parsed, KNOWN, NOW).cache()
     got = _rules_by_minute(validated)
     assert {m for m, rule in got.items() if rule} == {12}
     assert got[12] == "price_outlier"
 
     stored = {r["close"]: r["outlier"] for r in silver.to_silver(validated).collect()}
     assert len(stored) == 30 and stored[spike] is True and sum(stored.values()) == 1
-    assert [r["rule"] for r in silver.rejected(validated).collect()] == ["price_outlier"]
+    quarantined = silver.rejected(validated, parsed).collect()
+    assert [r["rule"] for r in quarantined] == ["price_outlier"]
+    # Its raw payload, left behind during the windows, is found again for the record.
+    assert json.loads(json.loads(quarantined[0]["record"])["payload"]) == {
+        "price": spike, "volume": 1.0}
     bar = silver.hourly_bars(silver.to_silver(validated)).collect()[0]
     assert bar["high"] < spike / 5
 
