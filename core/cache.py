@@ -20,6 +20,7 @@ ACTOR_NAMES: tuple[str, ...] = (
     "live-fanout",
     "pipeline",
     "prediction-scheduler",
+    "alert-monitor",
 )
 #: Redis set of every actor name the running stack started (fixed ones and sources).
 ACTORS_SET = "rwa:actors"

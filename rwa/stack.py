@@ -4,7 +4,8 @@ order on Ctrl-C/SIGTERM so that nothing is left running.
 
 Ray CPU budget (logical CPUs; Ray starts with ``RWA_RAY__NUM_CPUS``, default 8, on
 purpose more than the physical cores): every long-lived actor (one per ingestion
-source, two bronze sinks, fan-out, pipeline, scheduler) 0.25; the API ingress 0.25 per replica; Spark's executor 0.5
+source, two bronze sinks, fan-out, pipeline, scheduler, alert monitor) 0.25; the API
+ingress 0.25 per replica; the sentiment deployment 0.5 per replica; Spark's executor 0.5
 and its master 0. That leaves room for Ray Train/Tune jobs submitted beside it.
 """
 
@@ -188,6 +189,7 @@ class Stack:
         self.say(f"ingestion sources: {', '.join(sources) or 'none'}")
         self._start_actor("pipeline", "actors.pipeline", "PipelineActor", s, str(self.java_home))
         self._start_actor("prediction-scheduler", "actors.scheduler", "PredictionScheduler", s)
+        self._start_actor("alert-monitor", "actors.alerts", "AlertMonitorActor", s)
 
     def _start_ray(self, java_home: Path, pids: dict[str, int]) -> str | None:
         # Token authentication (Ray's default for new clusters): the head writes the
@@ -255,6 +257,7 @@ class Stack:
         from ray import serve
 
         from serve.app import build_app
+        from serve.portfolio.config import WalletSyncArgs
 
         s = self.settings
         serve.start(http_options={"host": s.api.host, "port": s.api.port})
@@ -270,6 +273,7 @@ class Stack:
             "auth": self._auth_settings(),
             "tiers": s.tiers.table(),
             "smtp": s.smtp if s.smtp.configured else None,
+            "wallet_sync": WalletSyncArgs.from_settings(s.chain),
         }
         serve.run(build_app(args), name="rwa", route_prefix="/")
         self._stops.append(("Serve", serve.shutdown))

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import redis.exceptions
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -25,8 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from core import cache
 from core.domain import ASSET_CLASSES
 from serve import actor_metrics, queries
+from serve.alerts.routes import alerts_router
 from serve.args import AppArgs
+from serve.auth.deps import current_user, rate_limit
+from serve.auth.routes import admin_router, auth_router
 from serve.live import Subscriber, TickHub
+from serve.portfolio.routes import portfolio_router
 from training import risk
 
 log = logging.getLogger(__name__)
@@ -114,8 +120,22 @@ def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
         version="0.1.0",
         description="Analytics and predictions for tokenized real-world assets.",
         lifespan=lifespan,
+        # Here and not per router: routes copy the app's dependencies when they are added.
+        dependencies=[Depends(rate_limit)],
     )
     app.state.services = services
+    app.include_router(auth_router(services))
+    app.include_router(admin_router(services))
+    app.include_router(portfolio_router(services, current_user))
+    app.include_router(alerts_router(services, current_user))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input back and fails (a 500) on inputs
+        # JSON cannot encode: NaN, lone surrogates. The location and message suffice.
+        return JSONResponse({"detail": jsonable_encoder(
+            [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()])},
+            422)
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(OSError)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from core.settings import AuthSettings, SmtpSettings, TierLimits, default_tier_table
+from serve.portfolio.config import WalletSyncArgs
 
 
 class SentimentArgs(BaseModel):
@@ -53,6 +54,10 @@ class AppArgs(BaseModel):
     smtp: SmtpSettings | None = Field(
         default=None, description="Mail server for verification emails; null: not sent. A "
                                   "null password is read from the replica's RWA_SMTP__PASSWORD.")
+
+    wallet_sync: WalletSyncArgs = Field(
+        default_factory=WalletSyncArgs,
+        description="JSON-RPC endpoints and limits of POST /portfolio/sync-wallet.")
 
     @field_validator("tiers")
     @classmethod

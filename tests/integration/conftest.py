@@ -116,6 +116,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
         "RWA_PIPELINE__INTERVAL_S": "3",
         "RWA_SENTIMENT__INTERVAL_S": "10",
         "RWA_PIPELINE__BRONZE_FLUSH_S": "1",
+        # The tests poll the API anonymously from one address; the request limits have
+        # tests of their own (tests/integration/test_auth.py).
+        "RWA_TIERS__FREE__REQUESTS_PER_MINUTE": "100000",
         # A one-second grid makes gaps and duplicates after an actor kill visible fast.
         "RWA_SOURCES__ONCHAIN_SIM__INTERVAL_S": "1",
         "RWA_SOURCES__TRADINGECONOMICS__ENABLED": "true",

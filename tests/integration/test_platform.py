@@ -270,6 +270,39 @@ def test_the_sentiment_deployment_scores_texts_through_the_api(platform: Platfor
         assert bad.json()["detail"]
 
 
+def test_an_investor_signs_up_and_keeps_a_portfolio_and_an_alert(platform: Platform) -> None:
+    """Accounts, portfolios and alerts through the running Serve app, end to end."""
+    api = platform.api_url
+    email = f"investor-{uuid.uuid4().hex[:8]}@example.com"
+    password = "Treasury-Ladder-2026!"
+    r = httpx.post(f"{api}/auth/register", json={"email": email, "password": password}, timeout=30)
+    assert r.status_code == 201, r.text
+    assert r.json()["email"] == email and r.json()["tier"] == "free"
+    r = httpx.post(f"{api}/auth/login", json={"email": email, "password": password}, timeout=30)
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    assert httpx.get(f"{api}/portfolio", timeout=10).status_code == 401
+    r = httpx.post(f"{api}/portfolio/items", headers=auth, timeout=10,
+                   json={"asset_id": "paxg", "quantity": 2, "avg_purchase_price": 2000})
+    assert r.status_code == 201, r.text
+    item_id = r.json()["portfolio_id"]
+    held = httpx.get(f"{api}/portfolio", headers=auth, timeout=10).json()
+    assert [i["portfolio_id"] for i in held["items"]] == [item_id]
+    assert held["items"][0]["quantity"] == pytest.approx(2)
+
+    r = httpx.post(f"{api}/alerts", headers=auth, timeout=10, json={
+        "asset_id": "paxg", "condition_type": "price_above", "condition_value": {"price": 1e9},
+        "notification_method": "email"})
+    assert r.status_code == 201, r.text
+    alerts = httpx.get(f"{api}/alerts", headers=auth, timeout=10).json()
+    assert [a["alert_id"] for a in alerts["items"]] == [r.json()["alert_id"]]
+    bad = httpx.post(f"{api}/alerts", headers=auth, timeout=10, json={
+        "asset_id": "paxg", "condition_type": "price_above", "condition_value": {"price": -1},
+        "notification_method": "email"})
+    assert bad.status_code == 422 and bad.json()["detail"]
+
+
 def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform) -> None:
     with connect(platform.ws_url, open_timeout=30, max_queue=None) as ws:
         ws.send("hello")
