@@ -46,13 +46,17 @@ class PredictionScheduler:
         self._next_full = 0.0
         self._next_try = 0.0
         self._pending: set[str] = set(self.asset_ids)
-        #: When each periodic job is next due (monotonic seconds); both run on the first step.
-        self._due = {"sentiment": 0.0, "risk": 0.0}
+        #: When each periodic job is next due (monotonic seconds): sentiment and risk on the
+        #: first step, the daily backtest after its delay.
+        self._due = {"sentiment": 0.0, "risk": 0.0,
+                     "backtest": time.monotonic() + settings.backtest.first_delay_s}
         self._sentiment_model: Any = None
         self.sentiment_runs = 0
         self.risk_runs = 0
         self.last_sentiment: dict[str, Any] = {}
         self.last_risk: dict[str, Any] = {}
+        self.backtest_runs = 0
+        self.last_backtest: dict[str, Any] = {}
         self.loop = SupervisedLoop(
             self.NAME, self._step,
             heartbeat=Heartbeat(settings.redis_url.get_secret_value(), self.NAME),
@@ -63,6 +67,7 @@ class PredictionScheduler:
         self._predictions_step()
         self._run_due("sentiment", self._score_sentiment)
         self._run_due("risk", self._recompute_risk)
+        self._run_due("backtest", self._run_backtest)
 
     def _run_due(self, job: str, run: Any) -> None:
         """Run ``job`` if its clock says so; a failure waits for the next turn."""
@@ -116,6 +121,22 @@ class PredictionScheduler:
                           "seconds": round(time.monotonic() - started, 2), "at": time.time()}
         log.info("risk job: %s", self.last_risk)
 
+    def _run_backtest(self) -> None:
+        """Backtest every asset's targets on gold: fresh scorecards for the API and fresh
+        calibrations for the hourly job (which then has none to redo)."""
+        from training.backtest_job import backtest_gold
+
+        started = time.monotonic()
+        b = self.settings.backtest
+        deprioritise_db_backend(self.db, self.settings.database_url.get_secret_value())
+        run_id, scored = self.db.run(lambda c: backtest_gold(
+            c, self.assets, horizons=tuple(sorted(self.settings.predictions.horizons)),
+            max_origins=b.origins, days=b.days, params={"by": self.NAME}))
+        self.backtest_runs += 1
+        self.last_backtest = {"run_id": run_id, "series": scored,
+                              "seconds": round(time.monotonic() - started, 1), "at": time.time()}
+        log.info("backtest job: %s", self.last_backtest)
+
     def _predictions_step(self) -> None:
         now = time.monotonic()
         full = now >= self._next_full
@@ -153,7 +174,8 @@ class PredictionScheduler:
     def stats(self) -> dict[str, Any]:
         return {"runs": self.runs, "last_run": self.last,
                 "sentiment_runs": self.sentiment_runs, "last_sentiment": self.last_sentiment,
-                "risk_runs": self.risk_runs, "last_risk": self.last_risk}
+                "risk_runs": self.risk_runs, "last_risk": self.last_risk,
+                "backtest_runs": self.backtest_runs, "last_backtest": self.last_backtest}
 
     def stop(self) -> None:
         self.loop.stop(timeout_s=60)

@@ -193,6 +193,18 @@ class PredictionSettings(BaseModel):
         default=86400.0, gt=0, description="Age after which a calibration counts as stale.")
 
 
+class BacktestSettings(BaseModel):
+    """The scheduler's daily ``rwa backtest --source gold``: it refreshes the scorecards
+    served beside predictions and every asset's calibration."""
+
+    interval_s: float = Field(default=86400.0, gt=0)
+    first_delay_s: float = Field(default=3600.0, ge=0,
+                                 description="Wait after start, so a fresh platform's first "
+                                             "hour goes to ingest and the pipeline.")
+    origins: int = Field(default=16, ge=4, le=200, description="Rolling origins per series.")
+    days: int = Field(default=365, ge=60, description="Days of gold history backtested.")
+
+
 class SentimentSettings(BaseModel):
     """The news sentiment model (``training.sentiment``)."""
 
@@ -435,6 +447,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     predictions: PredictionSettings = Field(default_factory=PredictionSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     chain: ChainSettings = Field(default_factory=ChainSettings)

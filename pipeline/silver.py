@@ -693,8 +693,12 @@ def rejected(validated: DataFrame, parsed: DataFrame | None = None) -> DataFrame
         ident = ["source", "kind", "asset_id", "event_time", "ingest_time", PAYLOAD_HASH]
         missing = bad.where(F.col("payload").isNull()).select(*ident, "rule")
         raw = (parsed.withColumn(PAYLOAD_HASH, F.xxhash64("payload"))
-               .select(*ident, F.col("payload").alias("_raw")).dropDuplicates(ident))
-        found = (missing.join(raw, on=ident, how="left")
+               .select(*ident, F.col("payload").alias("_raw")))
+        # The outliers are few: broadcast them and scan the batch once, where a
+        # sort-merge join would shuffle the whole batch again. Replays of one row have
+        # the same identity and payload, so one match each is enough.
+        found = (raw.join(F.broadcast(missing), on=ident, how="inner")
+                 .dropDuplicates([*ident, "rule"])
                  .withColumn("payload", F.col("_raw")).drop("_raw"))
         bad = bad.where(F.col("payload").isNotNull()).select(*found.columns).unionByName(found)
     return bad.select(

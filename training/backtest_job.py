@@ -144,3 +144,24 @@ async def store(conn, outcomes: Sequence[Outcome], *, source: str, horizons: Seq
                                                       o.result.model_version, o.result.calibration)
         await backtest_store.finish_run(conn, run_id)
     return run_id
+
+
+async def backtest_gold(conn, assets: Sequence, *, horizons: Sequence[int], max_origins: int,
+                        days: int, params: dict | None = None) -> tuple[int, int]:
+    """Backtest every asset's targets on gold and store the run, its scorecards and the
+    calibrations (what the scheduler does daily). Returns the run id and the series count.
+
+    The fits run in a worker thread, one series at a time, so the caller's event loop
+    (and its connection) stays responsive for the minutes they take.
+    """
+    import asyncio
+
+    from training.predictions import promoted_lstm
+
+    series = await gold_series(conn, assets, days=days)
+    lstm = await promoted_lstm(conn)
+    outcomes = await asyncio.to_thread(run, series, horizons=horizons, max_origins=max_origins,
+                                       jobs=1, lstm=lstm)
+    run_id = await store(conn, outcomes, source="gold", horizons=horizons,
+                         params={"origins": max_origins, "days": days, **(params or {})})
+    return run_id, len(outcomes)

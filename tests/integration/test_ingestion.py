@@ -53,9 +53,9 @@ def test_every_kind_of_keyless_source_reaches_bronze(platform: Platform) -> None
     assert any(json.loads(r["payload"])["series"] == "US.CPI" for r in macro)
 
 
-def _rwa(plat: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+def _rwa(plat: Platform, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(Path(sys.executable).parent / "rwa"), *args], env=plat.env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout_s)
 
 
 def test_ingest_status_and_metrics_show_each_source(platform: Platform) -> None:
@@ -237,8 +237,9 @@ def test_pipeline_report_and_backfill_commands(platform: Platform) -> None:
     # One hour of the month of history: the backfill reads only the files whose event-time
     # statistics overlap it (the history's), and skips every live file.
     hour = (datetime.now(UTC) - timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    # Its own local Spark, started beside the whole platform's on two cores: minutes.
     out = _rwa(platform, "pipeline", "run", "--from", hour.isoformat(),
-               "--to", (hour + timedelta(hours=1)).isoformat())
+               "--to", (hour + timedelta(hours=1)).isoformat(), timeout_s=900)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # Idempotent: whatever the stream already put in silver is not written again.

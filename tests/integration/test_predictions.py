@@ -31,12 +31,17 @@ END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture(scope="module")
-def redis_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    client = cache.sync_client(server.start())
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = cache.sync_client(redis_url)
     yield client
     client.close()
-    server.stop()
 
 
 def _bars(asset_id: str, closes: np.ndarray) -> list[tuple]:
@@ -217,3 +222,22 @@ async def test_the_promoted_lstm_joins_the_ensemble_with_its_features(
     assert "lstm" in json.loads(rows[("paxg", "price")]["weights"])
     assert mv.version in rows[("buidl", "price")]["model_version"]
     assert mv.version not in rows[("buidl", "nav")]["model_version"]
+
+
+async def test_the_daily_gold_backtest_stores_scorecards_and_calibrations(
+        conn: asyncpg.Connection) -> None:
+    from core.settings import BacktestSettings
+    from training.backtest_job import backtest_gold
+
+    # The scheduler's daily run waits an hour after start, for ingest and the pipeline.
+    assert BacktestSettings().first_delay_s == 3600 and BacktestSettings().interval_s == 86400
+    run_id, scored = await backtest_gold(conn, [PAXG, BUIDL], horizons=HORIZONS, max_origins=6,
+                                         days=DAYS, params={"by": "test"})
+    assert scored == 4
+    run = await conn.fetchrow("SELECT * FROM backtest_runs WHERE run_id = $1", run_id)
+    assert run["source"] == "gold" and run["finished_at"] is not None
+    assert json.loads(run["params"]) == {"origins": 6, "days": DAYS, "by": "test"}
+    assert await conn.fetchval("SELECT count(*) FROM forecast_calibrations") == 4
+    assert await conn.fetchval(
+        "SELECT count(DISTINCT (series_id, target)) FROM backtest_scores WHERE run_id = $1",
+        run_id) == 4
