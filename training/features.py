@@ -13,10 +13,13 @@ The LSTM (:mod:`training.lstm`) reads these beside the standardised returns.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import asyncpg
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # the database reads only; the LSTM's workers need numpy and pandas alone
+    import asyncpg
 
 #: Feature columns, in the order models see them. ``log_return`` is the target's own
 #: history; the others are exogenous.

@@ -68,3 +68,18 @@ def test_standardise_uses_the_training_rows_only() -> None:
     assert z[:5, 0].mean() == pytest.approx(0.0) and z[:5, 0].std() == pytest.approx(1.0)
     assert z[9, 0] == pytest.approx((9 - 2) / np.std(np.arange(5.0)))
     assert (z[:, 1] == 0).all()
+
+
+def test_the_lstm_with_features_needs_no_database_driver() -> None:
+    """Ray Train workers on GPU nodes run training.lstm with features; they need no asyncpg."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['asyncpg'] = None\n"
+            "import numpy as np\n"
+            "from training import lstm\n"
+            "c = 100 * np.exp(np.cumsum(np.full(60, 0.001)))\n"
+            "w = lstm.make_windows({'a': c}, lookback=5, exogenous={'a': np.ones((60, 2))})\n"
+            "assert w.train_x.shape[-1] == 3\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
