@@ -45,25 +45,27 @@ def test_a_token_of_one_type_never_passes_for_another() -> None:
         codec.decode(codec.issue(7, "access", ttl_s=60, family=FAMILY), expect="2fa")
 
 
-@pytest.mark.parametrize(("token", "reason"), [
-    (jwt.encode(raw(), None, algorithm="none"), "algorithm 'none'"),
-    (jwt.encode(raw(), KEY, algorithm="HS384"), "algorithm 'HS384'"),
-    (jwt.encode(raw(exp=int(time.time()) - 5), KEY, algorithm="HS256"), "expired"),
-    (jwt.encode(raw(aud="other"), KEY, algorithm="HS256"), "another audience"),
-    (jwt.encode(raw(iss="other"), KEY, algorithm="HS256"), "another issuer"),
-    (jwt.encode(raw(), "x" * 40, algorithm="HS256"), "signature"),
-    (jwt.encode({k: v for k, v in raw().items() if k != "jti"}, KEY, algorithm="HS256"),
-     "jti"),
-    (jwt.encode({k: v for k, v in raw().items() if k != "typ"}, KEY, algorithm="HS256"),
-     "typ"),
-    (jwt.encode(raw(sub="seven"), KEY, algorithm="HS256"), "bad subject"),
-    (jwt.encode(raw(fam=None), KEY, algorithm="HS256"), "without a session family"),
-    ("a.b", "malformed"),
-    ("", "malformed"),
+# Tokens are made when each test runs, not at collection: in a long session an "exp" set
+# at collection time passes before the test, and every case would fail as "expired".
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda: jwt.encode(raw(), None, algorithm="none"), "algorithm 'none'"),
+    (lambda: jwt.encode(raw(), KEY, algorithm="HS384"), "algorithm 'HS384'"),
+    (lambda: jwt.encode(raw(exp=int(time.time()) - 5), KEY, algorithm="HS256"), "expired"),
+    (lambda: jwt.encode(raw(aud="other"), KEY, algorithm="HS256"), "another audience"),
+    (lambda: jwt.encode(raw(iss="other"), KEY, algorithm="HS256"), "another issuer"),
+    (lambda: jwt.encode(raw(), "x" * 40, algorithm="HS256"), "signature"),
+    (lambda: jwt.encode({k: v for k, v in raw().items() if k != "jti"}, KEY,
+                        algorithm="HS256"), "jti"),
+    (lambda: jwt.encode({k: v for k, v in raw().items() if k != "typ"}, KEY,
+                        algorithm="HS256"), "typ"),
+    (lambda: jwt.encode(raw(sub="seven"), KEY, algorithm="HS256"), "bad subject"),
+    (lambda: jwt.encode(raw(fam=None), KEY, algorithm="HS256"), "without a session family"),
+    (lambda: "a.b", "malformed"),
+    (lambda: "", "malformed"),
 ])
-def test_refused_tokens(token: str, reason: str) -> None:
+def test_refused_tokens(make, reason: str) -> None:
     with pytest.raises(TokenError, match=reason):
-        codec.decode(token, expect="access")
+        codec.decode(make(), expect="access")
 
 
 def test_the_key_is_never_shown() -> None:
