@@ -1,5 +1,6 @@
-"""Shared test settings: no network beyond loopback, GPU tests skip without a GPU, and one
-embedded PostgreSQL per test module that asks for ``pg_uri``."""
+"""Shared test settings: no network beyond loopback, GPU tests skip without a GPU, one
+embedded PostgreSQL per test module that asks for ``pg_uri``, and a local Ray for modules
+that ask for ``local_ray``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,23 @@ def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uri = server.start()
     yield uri
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray for the module, unless one is already up (then it is left alone)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    # Four logical CPUs on purpose (two cores): Train workers ask for half a CPU each.
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -35,3 +35,19 @@ async def fresh_database(pg_uri: str, prefix: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def catalog_database(pg_uri: str, prefix: str) -> AsyncIterator[str]:
+    """:func:`fresh_database`, migrated and holding the asset catalog; its URI is yielded."""
+    from core import db
+    from core.catalog import load_catalog
+
+    async with fresh_database(pg_uri, prefix) as uri:
+        conn = await asyncpg.connect(uri)
+        try:
+            await db.migrate(conn)
+            await db.upsert_assets(conn, load_catalog())
+        finally:
+            await conn.close()
+        yield uri

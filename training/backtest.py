@@ -71,7 +71,7 @@ def backtest_series(y: np.ndarray, components: Sequence[Component], *,
     z[~np.isfinite(y)] = np.nan
     filled = ensemble.fill_gaps(y)
     horizon = max(horizons)
-    grid = ensemble.origin_grid(len(y), horizon, max_origins=max_origins, min_train=min_train)
+    grid = ensemble.origin_grid(len(y), max_origins=max_origins, min_train=min_train)
     origins = ensemble.run_origins(y, components, grid, horizon, log_scale=log_scale)
     names = [c.name for c in components if all(c.name in o.paths for o in origins)]
     used = [c for c in components if c.name in names]

@@ -99,14 +99,13 @@ class Origin:
     paths: Mapping[str, np.ndarray]  #: transformed point path per component
 
 
-def origin_grid(n: int, horizon: int, *, max_origins: int = MAX_ORIGINS,
+def origin_grid(n: int, *, max_origins: int = MAX_ORIGINS,
                 min_train: int = MIN_TRAIN) -> list[int]:
     """Evenly spaced origins from the end of the first training window to ``n - 2``.
 
     The last origin leaves one actual value after it; earlier ones leave more, so the
     grid covers every horizon up to ``horizon`` when the series is long enough.
     """
-    del horizon  # every origin serves the horizons its future covers
     first, last = min(max(min_train, 8), n - 1) - 1, n - 2
     if last < first or max_origins < 1:
         return []
@@ -331,7 +330,7 @@ def fit_forecast(y: np.ndarray, horizon: int, components: Sequence[Component], *
     last = forecast_origin(y, filled, components, len(y) - 1, horizon, log_scale=log_scale)
     used = [c for c in components if c.name in last.paths]
     if calibration is None:
-        grid = origin_grid(len(y), horizon, max_origins=max_origins, min_train=min_train)
+        grid = origin_grid(len(y), max_origins=max_origins, min_train=min_train)
         # Horizons past what the history can check borrow the longest checked one's
         # quantiles (Calibration.at), scaled by sqrt(h) like a random walk.
         checked = min(horizon, len(y) - 1 - grid[0]) if grid else 1

@@ -26,15 +26,14 @@ from fastapi import FastAPI, Header, HTTPException
 from pydantic import SecretStr
 
 from actors.alerts import AlertMonitor
-from core import cache, db
-from core.catalog import load_catalog
+from core import cache
 from core.notify.dispatch import Dispatcher
 from core.settings import AlertSettings, PushSettings, SmtpSettings, TelegramSettings
 from rwa.embedded import EmbeddedRedis, free_port
 from serve.alerts.routes import alerts_router
 from serve.api import Services
 from serve.args import AppArgs
-from tests.databases import fresh_database
+from tests.databases import catalog_database
 from tests.fakes import telegram as tg
 from tests.fakes.server import FakeProvider, Request, Response
 
@@ -58,13 +57,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def db_uri(pg_uri: str) -> AsyncIterator[str]:
-    async with fresh_database(pg_uri, "alerts") as uri:
-        conn = await asyncpg.connect(uri)
-        try:
-            await db.migrate(conn)
-            await db.upsert_assets(conn, load_catalog())
-        finally:
-            await conn.close()
+    async with catalog_database(pg_uri, "alerts") as uri:
         yield uri
 
 
@@ -709,21 +702,6 @@ def test_the_default_caps_come_from_the_tier_table() -> None:
 
 
 # -- the real actor -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.mark.slow

@@ -19,10 +19,9 @@ import pytest
 import redis
 
 from core import cache, db
-from core.catalog import load_catalog
 from pipeline import gold, hot
 from rwa.embedded import EmbeddedRedis
-from tests.databases import fresh_database
+from tests.databases import catalog_database, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +54,7 @@ GOLD_TABLES = ("price_bars_1m", "price_data", "price_bars_1d", "onchain_metrics"
 @pytest.fixture(scope="module")
 async def gold_uri(pg_uri: str) -> AsyncIterator[str]:
     """A database migrated once for the module, with the asset catalog loaded."""
-    async with fresh_database(pg_uri, "gold") as uri:
-        conn = await asyncpg.connect(uri)
-        try:
-            await db.migrate(conn)
-            await db.upsert_assets(conn, load_catalog())
-        finally:
-            await conn.close()
+    async with catalog_database(pg_uri, "gold") as uri:
         yield uri
 
 

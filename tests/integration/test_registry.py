@@ -326,21 +326,6 @@ async def test_an_s3_lake_holds_versions_registered_from_s3_checkpoints(
         await _register(conn, "s3://models/runs/none", s3_lake)
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 async def test_a_training_run_registers_its_checkpoint(
         local_ray, conn: asyncpg.Connection, db_uri: str, tmp_path: Path,

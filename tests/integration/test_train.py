@@ -4,7 +4,6 @@ and resumption, and a tiny Tune search with ASHA early stopping, end to end."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +22,6 @@ def ar_prices(n: int, *, seed: int, phi: float = 0.7, vol: float = 0.01) -> np.n
 
 SERIES = {f"asset-{i}": ar_prices(160, seed=i) for i in range(3)}
 TINY = {"lookback": 8, "hidden_size": 8, "batch_size": 32, "lr": 0.01}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    # Four logical CPUs on purpose (two cores): workers ask for half a CPU each.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_ddp_training_on_two_workers_checkpoints_and_resumes(local_ray, tmp_path: Path) -> None:
