@@ -1,4 +1,6 @@
-"""The FastAPI application: REST over gold and the cache, and the live WebSocket.
+"""The FastAPI application: REST over gold and the cache; the analytics routes
+(``serve.analytics_routes``), the live WebSocket (``serve.ws``) and the account routers
+are mounted here.
 
 ``create_api(args)`` builds the app; the Serve ingress wraps it, and the same app runs
 under plain uvicorn for comparison benchmarks. Errors are ``{"detail": …}`` with the
@@ -17,23 +19,24 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import redis.exceptions
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel
 
 from core import cache
 from core.domain import ASSET_CLASSES
 from serve import actor_metrics, queries
 from serve.alerts.routes import alerts_router
+from serve.analytics_routes import analytics_router
 from serve.args import AppArgs
 from serve.auth.deps import current_user, rate_limit
 from serve.auth.routes import admin_router, auth_router
-from serve.live import Subscriber, TickHub
+from serve.live import TickHub
 from serve.portfolio.routes import portfolio_router
-from training import risk
+from serve.ws import ws_router
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +45,9 @@ CORE_DEPENDENCIES = ("postgres", "redis")
 REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
 
 
-#: Texts one POST /sentiment may hold (the deployment's own limit), and characters a text.
-MAX_TEXTS = 256
-MAX_TEXT_CHARS = 2000
-
-
 class Page(BaseModel):
     items: list[dict[str, Any]]
     total: int
-
-
-class SubscribeMessage(BaseModel):
-    action: Literal["subscribe", "unsubscribe"]
-    assets: list[str]
 
 
 class Services:
@@ -88,21 +81,30 @@ class Services:
         self.symbols = {r["asset_id"].lower(): r["asset_id"] for r in rows} | {
             r["symbol"].lower(): r["asset_id"] for r in rows}
 
+    async def cached(self, key: str) -> Any | None:
+        """A cached JSON value, or None when absent or when Redis is down (degrade, don't fail)."""
+        try:
+            raw = await self.redis.get(key)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            log.warning("cache unavailable, reading through: %s", e)
+            return None
+        return json.loads(raw) if raw else None
+
+    async def asset_or_404(self, ref: str) -> dict[str, Any]:
+        asset = await queries.find_asset(await self.ensure_pool(), ref)
+        if asset is None:
+            raise HTTPException(404, f"unknown asset: {ref}")
+        return asset
+
+    async def resolve_asset_id(self, ref: str) -> str:
+        """The asset id of an id or symbol, from the replica's table when it knows it."""
+        return self.symbols.get(ref.lower()) or (await self.asset_or_404(ref))["asset_id"]
+
     async def stop(self) -> None:
         await self.hub.stop()
         if self.pool:
             await self.pool.close()
         await self.redis.aclose()
-
-
-class SentimentRequest(BaseModel):
-    """Texts to score: headlines or short news items."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    texts: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                 max_length=MAX_TEXT_CHARS)]] = Field(
-        min_length=1, max_length=MAX_TEXTS)
 
 
 def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
@@ -154,20 +156,7 @@ def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
     async def pool() -> asyncpg.Pool:
         return await services.ensure_pool()
 
-    async def cached(key: str) -> Any | None:
-        """A cached JSON value, or None when absent or when Redis is down (degrade, don't fail)."""
-        try:
-            raw = await services.redis.get(key)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-            log.warning("cache unavailable, reading through: %s", e)
-            return None
-        return json.loads(raw) if raw else None
-
-    async def asset_or_404(ref: str) -> dict[str, Any]:
-        asset = await queries.find_asset(await pool(), ref)
-        if asset is None:
-            raise HTTPException(404, f"unknown asset: {ref}")
-        return asset
+    asset_or_404 = services.asset_or_404
 
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
@@ -226,7 +215,7 @@ def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
     @app.get("/assets/{asset_id}", tags=["assets"])
     async def get_asset(asset_id: str) -> dict[str, Any]:
         asset = await asset_or_404(asset_id)
-        return asset | {"latest": await cached(cache.latest_price_key(asset["asset_id"]))}
+        return asset | {"latest": await services.cached(cache.latest_price_key(asset["asset_id"]))}
 
     def time_range(start: datetime | None, end: datetime | None) -> None:
         if start and end and start >= end:
@@ -274,109 +263,8 @@ def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
         """On-chain metrics per day (holders, transfers, liquidity, exchange flows, NAV)."""
         return await asset_series(queries.onchain_days, asset_id, start, end, limit)
 
-    @app.get("/risk/{asset_id}", tags=["risk"])
-    async def get_risk(asset_id: str) -> dict[str, Any]:
-        """The latest composite risk score (0-100, higher is riskier), its four sub-scores
-        and the explanation factor by factor (docs/risk-methodology.md)."""
-        asset = await asset_or_404(asset_id)
-        hit = await cached(cache.risk_key(asset["asset_id"]))
-        if hit:
-            return hit | {"cached": True}
-        async with (await pool()).acquire() as conn:
-            row = await risk.latest_risk(conn, asset["asset_id"])
-        if row is None:
-            raise HTTPException(404, f"no risk score for {asset['asset_id']} yet")
-        return row | {"cached": False}
-
-    @app.get("/risk/{asset_id}/history", tags=["risk"])
-    async def get_risk_history(
-        asset_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> dict[str, Any]:
-        """Past scores, newest first, without explanations."""
-        asset = await asset_or_404(asset_id)
-        async with (await pool()).acquire() as conn:
-            rows = await risk.risk_history(conn, asset["asset_id"], limit=limit)
-        return {"asset_id": asset["asset_id"], "items": rows}
-
-    @app.get("/predictions/{asset_id}", tags=["predictions"])
-    async def get_prediction(
-        asset_id: str, horizon: Annotated[int, Query(ge=1, le=365)] = 7,
-        target: Annotated[Literal["price", "nav", "premium"], Query(
-            description="price; for NAV-pinned assets also nav (its accrual) and premium "
-                        "(price over NAV, minus 1)")] = "price",
-    ) -> dict[str, Any]:
-        """The latest ensemble forecast: point, 80/95 % bands, the path up to the horizon,
-        the ensemble weights and the backtest scorecard against the naive forecast."""
-        asset_ref = services.symbols.get(asset_id.lower()) or (await asset_or_404(asset_id))["asset_id"]
-        # The seed's prediction request flow: the cache first, then the database.
-        hit = await cached(cache.prediction_key(asset_ref, horizon, target))
-        if hit:
-            return hit | {"cached": True}
-        row = await queries.latest_prediction(await pool(), asset_ref, horizon, target)
-        if row is None:
-            raise HTTPException(
-                404, f"no {target} prediction for {asset_ref} at horizon {horizon} yet; "
-                     f"horizons produced: {', '.join(map(str, args.prediction_horizons))}"
-                     + ("; nav and premium exist for NAV-pinned assets only"
-                        if target != "price" else ""))
-        return row | {"cached": False}
-
-    @app.post("/sentiment", tags=["sentiment"])
-    async def score_sentiment(body: SentimentRequest) -> dict[str, Any]:
-        """Score texts with the sentiment deployment: ``label`` positive, neutral or
-        negative, and ``score`` = P(positive) - P(negative) in [-1, 1]."""
-        if sentiment is None:
-            raise HTTPException(503, "sentiment scoring is not deployed in this application")
-        items = await sentiment.score.remote(body.texts)
-        return {"items": items}
-
-    @app.websocket("/ws/prices")
-    async def ws_prices(ws: WebSocket) -> None:
-        origin = ws.headers.get("origin")
-        if origin and args.allowed_origins and origin not in args.allowed_origins:
-            await ws.close(code=1008, reason="origin not allowed")
-            return
-        await ws.accept()
-        sub = Subscriber()
-        sender = asyncio.create_task(_send_loop(ws, sub))
-        try:
-            while True:
-                text = await ws.receive_text()
-                await _handle_client_message(ws, sub, text)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            services.hub.unsubscribe(sub)
-            sender.cancel()
-
-    async def _handle_client_message(ws: WebSocket, sub: Subscriber, text: str) -> None:
-        try:
-            msg = SubscribeMessage.model_validate_json(text)
-        except ValidationError as e:
-            await ws.send_json({"type": "error", "detail": f"bad message: {e.errors()[0]['msg']}; "
-                                'expected {"action": "subscribe", "assets": [...]}'})
-            return
-        if not services.symbols:
-            try:
-                await services.ensure_pool()
-            except HTTPException as e:
-                await ws.send_json({"type": "error", "detail": e.detail})
-                return
-        resolved = [services.symbols.get(a.lower()) for a in msg.assets]
-        unknown = [a for a, r in zip(msg.assets, resolved) if r is None]
-        if unknown:
-            await ws.send_json({"type": "error", "detail": f"unknown asset(s): {', '.join(unknown)}"})
-        ids = sorted({r for r in resolved if r})
-        if msg.action == "subscribe":
-            services.hub.subscribe(sub, ids)
-        else:
-            services.hub.unsubscribe(sub, ids)
-        await ws.send_json({"type": f"{msg.action}d", "assets": sorted(sub.assets)})
+    app.include_router(analytics_router(services, sentiment=sentiment))
+    app.include_router(ws_router(services))
 
     return app
 
-
-async def _send_loop(ws: WebSocket, sub: Subscriber) -> None:
-    with contextlib.suppress(Exception):
-        while True:
-            await ws.send_text(await sub.queue.get())
