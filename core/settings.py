@@ -258,7 +258,9 @@ class ProTier(TierLimits):
 
 class EnterpriseTier(TierLimits):
     requests_per_minute: int = Field(default=6000, ge=1)
-    forecast_horizons: list[int] = Field(default_factory=lambda: [1, 7, 30], min_length=1)
+    # 14 and 90 are not made by the hourly job; the prediction deployment makes them.
+    forecast_horizons: list[int] = Field(default_factory=lambda: [1, 7, 14, 30, 90],
+                                         min_length=1)
     max_alerts: int = Field(default=1000, ge=0)
     max_ws_subscriptions: int = Field(default=500, ge=0)
 

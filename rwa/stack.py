@@ -270,6 +270,13 @@ class Stack:
             "sentiment": {"model_dir": str(s.sentiment.model_dir) if s.sentiment.model_dir else None,
                           "batch_size": s.sentiment.batch_size,
                           "max_length": s.sentiment.max_length},
+            # The job's rules for on-demand forecasts; a stored row is stale after two runs.
+            "prediction": {"min_days": s.predictions.min_days,
+                           "cache_ttl_s": s.predictions.cache_ttl_s,
+                           "max_age_s": 2 * s.predictions.interval_s,
+                           "calibration_max_age_s": s.predictions.calibration_max_age_s},
+            "risk": {"lake_root": s.lake_root, "news_lookback_days": s.risk.news_lookback_days,
+                     "cache_ttl_s": s.risk.cache_ttl_s},
             "auth": self._auth_settings(),
             "tiers": s.tiers.table(),
             "smtp": s.smtp if s.smtp.configured else None,

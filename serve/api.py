@@ -107,8 +107,10 @@ class Services:
         await self.redis.aclose()
 
 
-def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
-    """The FastAPI app; ``sentiment`` is a Serve handle to the sentiment deployment."""
+def create_api(args: AppArgs, *, sentiment: Any = None, prediction: Any = None,
+               risk: Any = None) -> FastAPI:
+    """The FastAPI app; ``sentiment``, ``prediction`` and ``risk`` are Serve handles to
+    the model deployments (``serve.app``), None where one is not deployed."""
     services = Services(args)
 
     @asynccontextmanager
@@ -263,7 +265,8 @@ def create_api(args: AppArgs, *, sentiment: Any = None) -> FastAPI:
         """On-chain metrics per day (holders, transfers, liquidity, exchange flows, NAV)."""
         return await asset_series(queries.onchain_days, asset_id, start, end, limit)
 
-    app.include_router(analytics_router(services, sentiment=sentiment))
+    app.include_router(analytics_router(services, sentiment=sentiment, prediction=prediction,
+                                        risk=risk))
     app.include_router(ws_router(services))
 
     return app

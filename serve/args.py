@@ -13,21 +13,103 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from core.settings import AuthSettings, SmtpSettings, TierLimits, default_tier_table
 from serve.portfolio.config import WalletSyncArgs
 
 
-class SentimentArgs(BaseModel):
-    """Builder arguments of the sentiment deployment (``serve/sentiment_deployment.py``)."""
+class Autoscaling(BaseModel):
+    """A deployment's ``autoscaling_config`` (Ray Serve's own keys and meaning)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=0,
+                              description="0 lets an idle deployment scale to zero; its "
+                                          "next request waits for a replica to start.")
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas "
+                             f"({self.max_replicas})")
+        return self
+
+
+class DeploymentArgs(BaseModel):
+    """What Ray schedules a model deployment by: logical CPUs per replica (fractional on
+    purpose, see ``serve/app.py``), requests one replica takes at once, autoscaling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(default=0.5, gt=0, le=16, description="Logical CPUs per replica.")
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+
+    def deployment_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Deployment.options``."""
+        return {"ray_actor_options": {"num_cpus": self.num_cpus},
+                "max_ongoing_requests": self.max_ongoing_requests,
+                "autoscaling_config": self.autoscaling.model_dump()}
+
+
+class SentimentArgs(DeploymentArgs):
+    """Builder arguments of the sentiment deployment (``serve/sentiment_deployment.py``)."""
 
     model_dir: Path | None = None
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_length: int = Field(default=128, ge=8, le=512)
     num_threads: int = Field(default=1, ge=1, description="Torch threads per replica.")
+    autoscaling: Autoscaling = Field(default_factory=lambda: Autoscaling(
+        min_replicas=1, max_replicas=2, target_ongoing_requests=4, downscale_delay_s=120))
+
+
+class PredictionArgs(DeploymentArgs):
+    """The prediction deployment (``serve/prediction_deployment.py``): forecasts the
+    hourly job did not store (a horizon a tier allows but the job does not produce, an
+    asset it has not reached), made the job's way, stored and cached like its own."""
+
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=lambda: Autoscaling(
+        min_replicas=1, max_replicas=2, target_ongoing_requests=2, upscale_delay_s=5,
+        downscale_delay_s=300))
+    min_days: int = Field(default=14, ge=8, description="Daily bars needed before forecasting.")
+    cache_ttl_s: int = Field(default=3600, ge=1, description="TTL of the cached forecast.")
+    max_age_s: float = Field(
+        default=7200.0, gt=0,
+        description="A stored prediction older than this is made afresh (the hourly job "
+                    "refreshes its own horizons well within it).")
+    calibrate: bool = Field(
+        default=True, description="Calibrate (and store the calibration) where none is "
+                                  "fresh; false: the random-walk band, marked uncalibrated.")
+    calibration_max_age_s: float = Field(default=86400.0, gt=0)
+    use_lstm: bool = Field(default=True, description="Join the promoted LSTM where one exists.")
+    timeout_s: float = Field(default=60.0, gt=0,
+                             description="How long the API waits for one forecast.")
+
+
+class RiskArgs(DeploymentArgs):
+    """The risk deployment (``serve/risk_deployment.py``): an asset's composite score
+    computed on demand (none stored yet, or an admin's refresh), stored and cached like
+    the scheduler's."""
+
+    num_cpus: float = Field(default=0.25, gt=0, le=16, description="Logical CPUs per replica.")
+    max_ongoing_requests: int = Field(default=4, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=lambda: Autoscaling(
+        min_replicas=0, max_replicas=1, target_ongoing_requests=1, upscale_delay_s=0,
+        downscale_delay_s=600))
+    lake_root: str | None = Field(
+        default=None, description="The lake whose silver news is read as evidence; null: "
+                                  "scored without news (the explanation says so).")
+    news_lookback_days: int = Field(default=365, ge=1)
+    cache_ttl_s: int = Field(default=3600, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0,
+                             description="How long the API waits for one score.")
 
 
 class AppArgs(BaseModel):
@@ -43,6 +125,14 @@ class AppArgs(BaseModel):
     sentiment: SentimentArgs | None = Field(
         default_factory=SentimentArgs,
         description="The sentiment deployment behind POST /sentiment; null leaves it out.")
+    prediction: PredictionArgs | None = Field(
+        default_factory=PredictionArgs,
+        description="The prediction deployment behind GET /predictions misses; null leaves "
+                    "it out (a miss is then a 404).")
+    risk: RiskArgs | None = Field(
+        default_factory=RiskArgs,
+        description="The risk deployment behind GET /risk misses and POST "
+                    "/risk/{asset_id}/refresh; null leaves it out.")
     auth: AuthSettings = Field(
         default_factory=AuthSettings,
         description="Tokens, throttling and password hashing; a null jwt_secret is read from "

@@ -8,8 +8,9 @@ other deployment) calls it through a handle::
     rows = await handle.score.remote(["Gold hits a record high"])
 
 CPU budget: each replica asks for 0.5 logical CPU and runs torch on one thread, so
-two replicas (the autoscaling ceiling) fit the platform's budget (README, Ray CPU
-budget) and leave a 2-core machine's other core to the rest. Scoring runs in a worker
+two replicas (the autoscaling ceiling) fit the platform's budget (``serve/app.py``)
+and leave a 2-core machine's other core to the rest; :class:`serve.args.SentimentArgs`
+holds these figures, so the Serve config can change them. Scoring runs in a worker
 thread so a replica's event loop keeps answering health checks during a long batch.
 """
 
@@ -23,20 +24,15 @@ from ray.serve import Application
 
 from serve.args import SentimentArgs
 
+#: The deployment's options when its args leave them alone.
+DEFAULTS = SentimentArgs()
 #: Logical CPUs per replica; fractional on purpose (see the module docstring).
-REPLICA_CPUS = 0.5
+REPLICA_CPUS = DEFAULTS.num_cpus
 #: Largest list one request may hold; bigger lists belong in a batch job.
 MAX_TEXTS = 256
 
 
-@serve.deployment(
-    name="sentiment",
-    ray_actor_options={"num_cpus": REPLICA_CPUS},
-    max_ongoing_requests=8,
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4,
-                        "upscale_delay_s": 10, "downscale_delay_s": 120},
-    health_check_period_s=10,
-)
+@serve.deployment(name="sentiment", health_check_period_s=10, **DEFAULTS.deployment_options())
 class SentimentScorer:
     """Scores texts with the model named by :class:`SentimentArgs`."""
 
@@ -76,4 +72,5 @@ def build_sentiment(args: dict[str, Any] | SentimentArgs | None = None) -> Appli
     """The deployment bound to validated arguments, ready to compose into the app."""
     parsed = SentimentArgs.model_validate(args or {}) if not isinstance(args, SentimentArgs) \
         else args
-    return SentimentScorer.bind(parsed.model_dump(mode="json"))
+    return SentimentScorer.options(**parsed.deployment_options()).bind(
+        parsed.model_dump(mode="json"))

@@ -29,6 +29,7 @@ import numpy as np
 import redis
 
 from core import cache
+from core.errors import ForecastError
 from training import ensemble
 from training.backtest_store import latest_scorecards, load_calibrations, save_calibration
 from training.components import Component, default_components, lstm_component
@@ -203,12 +204,17 @@ async def store(conn: asyncpg.Connection, rows: list[dict]) -> list[int]:
         [json.dumps(r["path"]) for r in rows], [json.dumps(r["weights"]) for r in rows])]
 
 
+def cache_body(row: dict, prediction_id: int) -> dict[str, Any]:
+    """A prediction row as the cache (and the API) holds it: JSON values, ISO times."""
+    body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    return body | {"prediction_id": prediction_id}
+
+
 def cache_rows(client: redis.Redis, rows: list[dict], ids: list[int], *, ttl_s: int) -> None:
     pipe = client.pipeline(transaction=False)
     for r, pid in zip(rows, ids):
-        body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
         pipe.set(cache.prediction_key(r["asset_id"], r["forecast_horizon"], r["target"]),
-                 json.dumps(body | {"prediction_id": pid}), ex=ttl_s)
+                 json.dumps(cache_body(r, pid)), ex=ttl_s)
     pipe.execute()
 
 
@@ -295,3 +301,51 @@ async def run_job(conn: asyncpg.Connection, client: redis.Redis, assets: Sequenc
         result.predicted.append(asset_id)
     result.recalibrated = calibrator.made
     return result
+
+
+async def forecast_one(conn: asyncpg.Connection, client: redis.Redis, asset_id: str, *,
+                       target: str = "price", horizon: int, nav_pinned: bool, min_days: int,
+                       ttl_s: int, lstm: PromotedLstm | None = None, calibrate: bool = True,
+                       calibration_max_age_s: float = 86400.0,
+                       calibration_horizon: int = 1) -> dict[str, Any]:
+    """One target's forecast at one horizon, made now the way :func:`run_job` makes it
+    (same series, components, stored calibrations and scorecards), stored in
+    ``predictions`` and cached under the usual key: for a horizon the job does not
+    produce, or an asset it has not reached yet.
+
+    Args:
+        calibrate: Calibrate and store a calibration where no fresh one covers the
+            horizon (one rolling-origin backtest: a second or two); otherwise the
+            random-walk band, and the model_version says ``uncalibrated``.
+        calibration_horizon: Forecast (and calibrate) at least this many steps, the
+            job's longest horizon, so that a calibration made here serves the job too.
+
+    Returns:
+        The prediction as the cache holds it (:func:`cache_body`).
+
+    Raises:
+        ForecastError: The asset has no such target series, or too few days of it.
+    """
+    series = await target_series(conn, asset_id, nav_pinned=nav_pinned and target != "price")
+    if target not in series:
+        raise ForecastError(f"no {target} series for {asset_id}"
+                            + ("; nav and premium exist for NAV-pinned assets only"
+                               if not nav_pinned else ""))
+    days, y = series[target]
+    if len(y) < min_days:
+        raise ForecastError(f"only {len(y)} day(s) of gold {target} data for {asset_id}, "
+                            f"need {min_days}")
+    exogenous = None
+    if lstm is not None and lstm.channels > 1 and target == "price":
+        exogenous = features_on((await price_features(conn, [asset_id])).get(asset_id), days)
+    components = default_components(lstm=lstm.component(exogenous) if lstm is not None else None)
+    calibrator = _Calibrator(await load_calibrations(conn, [asset_id]), 1 if calibrate else 0,
+                             timedelta(seconds=calibration_max_age_s), datetime.now(UTC))
+    fc, version = await forecast_target(conn, asset_id, target, y, components,
+                                        max(horizon, calibration_horizon), calibrator)
+    scorecards = await latest_scorecards(conn, [asset_id])
+    rows = prediction_rows(asset_id, target, days[-1], fc, [horizon], datetime.now(UTC), version,
+                           scorecards.get((asset_id, target), {}))
+    ids = await store(conn, rows)
+    cache_rows(client, rows, ids, ttl_s=ttl_s)
+    return cache_body(rows[0], ids[0])

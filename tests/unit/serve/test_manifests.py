@@ -1,38 +1,143 @@
-"""The Serve config and the RayService manifest must build the app `rwa up` builds."""
+"""The Serve config and the RayService manifest must build the app `rwa up` builds, name
+every model deployment's CPUs and autoscaling, and fit the clusters they run on."""
 
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
-from serve.args import AppArgs
+from serve.args import AppArgs, Autoscaling, PredictionArgs, RiskArgs, SentimentArgs
 
 ROOT = Path(__file__).resolve().parents[3]
+MODEL_DEPLOYMENTS = ("prediction", "risk", "sentiment")
 
 
 def _apps(config: dict) -> list[dict]:
     return config["applications"]
 
 
+def _serve_config_app() -> dict:
+    (app,) = _apps(yaml.safe_load((ROOT / "serve" / "serve_config.yaml").read_text()))
+    return app
+
+
+def _rayservice() -> tuple[dict, dict]:
+    manifest = yaml.safe_load((ROOT / "kuberay" / "rayservice.yaml").read_text())
+    (app,) = _apps(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
+    return manifest, app
+
+
+def _deployments(args: AppArgs) -> dict[str, tuple[float, int, int]]:
+    """Deployment → (CPUs per replica, min replicas, max replicas)."""
+    out = {"api": (args.ingress_cpus, 1, 2)}
+    for name in MODEL_DEPLOYMENTS:
+        part = getattr(args, name)
+        if part is not None:
+            out[name] = (part.num_cpus, part.autoscaling.min_replicas,
+                         part.autoscaling.max_replicas)
+    return out
+
+
+def _names_every_deployment(raw: dict) -> None:
+    """Each model deployment is in the args with its CPUs and autoscaling spelled out,
+    so that an operator reads them where they change them."""
+    for name in MODEL_DEPLOYMENTS:
+        assert {"num_cpus", "autoscaling"} <= set(raw[name]), name
+        assert {"min_replicas", "max_replicas"} <= set(raw[name]["autoscaling"]), name
+
+
 def test_serve_config_args_match_the_app_args_model() -> None:
-    config = yaml.safe_load((ROOT / "serve" / "serve_config.yaml").read_text())
-    (app,) = _apps(config)
+    app = _serve_config_app()
     assert app["import_path"] == "serve.app:build_app"
-    AppArgs.model_validate(app["args"])
+    args = AppArgs.model_validate(app["args"])
+    _names_every_deployment(app["args"])
+    assert args.risk is not None and args.risk.lake_root  # news as risk evidence
+    # Every tier's horizons can be served: the job's, or the prediction deployment's.
+    assert args.prediction is not None
+    assert all(h <= 365 for t in args.tiers.values() for h in t.forecast_horizons)
 
 
 def test_rayservice_serve_config_matches_the_app_args_model() -> None:
-    manifest = yaml.safe_load((ROOT / "kuberay" / "rayservice.yaml").read_text())
+    manifest, app = _rayservice()
     assert manifest["kind"] == "RayService"
-    (app,) = _apps(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
     assert app["import_path"] == "serve.app:build_app"
-    AppArgs.model_validate(app["args"])
+    args = AppArgs.model_validate(app["args"])
+    _names_every_deployment(app["args"])
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
+    # The same application as the standalone Serve config, but for the services' hosts.
+    urls = ("database_url", "redis_url")
+    standalone = _serve_config_app()["args"]
+    assert {k: v for k, v in app["args"].items() if k not in urls} == \
+        {k: v for k, v in standalone.items() if k not in urls}
+    # Every replica fits one worker pod (the head runs none: num-cpus 0), and the
+    # autoscaling ceilings fit the worker group's ceiling.
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (group,) = cluster["workerGroupSpecs"]
+    pod_cpus = float(group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+    deployments = _deployments(args)
+    assert all(cpus <= pod_cpus for cpus, _, _ in deployments.values()), deployments
+    assert sum(c * hi for c, _, hi in deployments.values()) <= group["maxReplicas"] * pod_cpus
+    assert sum(c * lo for c, lo, _ in deployments.values()) <= group["minReplicas"] * pod_cpus
 
 
 def test_cluster_launcher_config_is_complete() -> None:
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     assert config["head_node_type"] in config["available_node_types"]
     assert config["provider"]["type"] == "aws"
+
+
+def test_cluster_launcher_workers_fit_the_serve_config() -> None:
+    """``serve deploy serve/serve_config.yaml`` on the launcher's cluster: every replica
+    fits a CPU worker (the head has no CPUs for them), the floors fit the workers always
+    up, the ceilings the most workers."""
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    nodes = config["available_node_types"]
+    assert nodes[config["head_node_type"]]["resources"]["CPU"] == 0
+    worker = nodes["cpu_worker"]
+    cpus = worker["resources"]["CPU"]
+    deployments = _deployments(AppArgs.model_validate(_serve_config_app()["args"]))
+    assert all(c <= cpus for c, _, _ in deployments.values()), deployments
+    assert sum(c * lo for c, lo, _ in deployments.values()) <= worker["min_workers"] * cpus
+    assert sum(c * hi for c, _, hi in deployments.values()) <= worker["max_workers"] * cpus
+
+
+def test_the_local_defaults_fit_a_two_core_machine() -> None:
+    """rwa up's defaults: fractional CPUs, and every deployment's ceiling together within
+    the 3 logical CPUs left beside the actors and Spark (serve/app.py's budget)."""
+    args = AppArgs(database_url="postgresql://x/y", redis_url="redis://x")
+    deployments = _deployments(args)
+    assert set(deployments) == {"api", *MODEL_DEPLOYMENTS}
+    assert all(0 < c < 1 for c, _, _ in deployments.values())
+    assert sum(c * hi for c, _, hi in deployments.values()) <= 3.0
+    assert args.risk is not None and args.risk.autoscaling.min_replicas == 0
+
+
+def test_deployment_options_are_what_serve_takes() -> None:
+    from ray import serve
+
+    from serve.prediction_deployment import Forecaster
+    from serve.risk_deployment import RiskScorer
+    from serve.sentiment_deployment import SentimentScorer
+
+    for cls, args in ((Forecaster, PredictionArgs(num_cpus=0.75, autoscaling={"max_replicas": 3})),
+                      (RiskScorer, RiskArgs()), (SentimentScorer, SentimentArgs())):
+        deployment = cls.options(**args.deployment_options())
+        assert isinstance(deployment, serve.Deployment)
+        assert deployment.ray_actor_options["num_cpus"] == args.num_cpus
+        assert deployment.max_ongoing_requests == args.max_ongoing_requests
+        scaling = deployment._deployment_config.autoscaling_config
+        assert scaling.min_replicas == args.autoscaling.min_replicas
+        assert scaling.max_replicas == args.autoscaling.max_replicas
+    for bad in ({"min_replicas": 3, "max_replicas": 2}, {"max_replicas": 0},
+                {"target_ongoing_requests": 0}):
+        with pytest.raises(ValidationError):
+            Autoscaling.model_validate(bad)
+    with pytest.raises(ValidationError):
+        PredictionArgs.model_validate({"num_cpus": 0})
+    with pytest.raises(ValidationError):
+        PredictionArgs.model_validate({"unknown": 1})
 
 
 def test_pipeline_rayjob_runs_the_backfill_entrypoint() -> None:
