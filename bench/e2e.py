@@ -5,12 +5,18 @@ one WebSocket client to every asset and measures, for each tick, the time from t
 simulator stamping it (the envelope's ingest_time) to the client receiving it: Kafka
 produce → fan-out actor → Redis pub/sub → Serve ingress → WebSocket.
 
-    .venv/bin/python bench/e2e.py [--ticks 1000] [--tick-interval 0.25] [--api URL]
+    .venv/bin/python bench/e2e.py [--ticks 1000] [--tick-interval 0.25] [--api URL --token T]
+
+The WebSocket wants an access token. For the platform it starts, the benchmark signs one
+for an enterprise-tier service account with the platform's own secret (as ``rwa up``'s
+first-tick probe does); with --api, pass the access token of an account whose tier
+follows the whole catalog (else it follows as many assets as the tier allows).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -29,7 +35,10 @@ from websockets.sync.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.catalog import load_catalog
+from core.settings import Settings
 from rwa.embedded import free_port
+from rwa.stack import StackInfo, local_jwt_secret
+from serve.auth import service_accounts
 
 
 def start_platform(tick_interval: float) -> tuple[subprocess.Popen, str, Path]:
@@ -65,14 +74,30 @@ def wait_steady(api: str, timeout_s: float = 300) -> None:
     print("warning: Spark did not reach a steady state; measuring anyway")
 
 
-def measure(api: str, ticks: int) -> tuple[np.ndarray, np.ndarray]:
+def bench_token(home: Path) -> str:
+    """An access token for the benchmark's enterprise-tier service account on the
+    platform started in ``home``, signed with that platform's secret."""
+    info = StackInfo.read(home / "run")
+    assert info is not None and info.database_url, "the started platform wrote no stack.json"
+    auth = Settings(home=home).auth
+    if auth.jwt_secret is None:
+        auth = auth.model_copy(update={"jwt_secret": local_jwt_secret(home)})
+    return asyncio.run(service_accounts.access_token(info.database_url, auth, "bench-e2e",
+                                                     tier="enterprise", ttl_s=3600))
+
+
+def measure(api: str, token: str, ticks: int) -> tuple[np.ndarray, np.ndarray]:
     ids = [a.asset_id for a in load_catalog()]
     latencies: list[float] = []
     push_legs: list[float] = []
     # max_queue=None: never stop reading, or a full queue would hide the close frame.
     with connect(api.replace("http", "ws", 1) + "/ws/prices", open_timeout=30,
-                 max_queue=None) as ws:
-        ws.send(json.dumps({"action": "subscribe", "assets": ids}))
+                 max_queue=None, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        hello = json.loads(ws.recv(timeout=30))
+        if hello["max_assets"] < len(ids):
+            print(f"note: the {hello['tier']} tier follows {hello['max_assets']} of "
+                  f"{len(ids)} assets")
+        ws.send(json.dumps({"action": "subscribe", "assets": ids[:hello["max_assets"]]}))
         while len(latencies) < ticks:
             msg = json.loads(ws.recv(timeout=30))
             received = time.time()
@@ -89,17 +114,22 @@ def main() -> None:
     parser.add_argument("--tick-interval", type=float, default=0.25,
                         help="seconds between simulator rounds (one tick per asset per round)")
     parser.add_argument("--api", help="use a running platform instead of starting one")
+    parser.add_argument("--token", help="with --api: an access token for the WebSocket")
     args = parser.parse_args()
+    if args.api and not args.token:
+        parser.error("--api needs --token (an access token from POST /auth/login)")
 
     proc = None
-    api = args.api
+    api, token = args.api, args.token
     if api is None:
         proc, api, home = start_platform(args.tick_interval)
         print(f"started rwa up in {home}")
     try:
+        if token is None:
+            token = bench_token(home)
         wait_steady(api)
-        measure(api, 50)  # warm-up: connections, caches, JIT-less first paths
-        lat, push = measure(api, args.ticks)
+        measure(api, token, 50)  # warm-up: connections, caches, JIT-less first paths
+        lat, push = measure(api, token, args.ticks)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from core import broker, cache, db
 from core.catalog import load_catalog
+from core.errors import ConfigError, ServiceError
 from core.settings import AuthSettings, Settings
 from rwa import embedded
 
@@ -297,19 +298,40 @@ class Stack:
 
     # -- first tick --------------------------------------------------------------------
     def wait_first_tick(self, timeout_s: float = 120) -> dict[str, Any]:
-        """Subscribe to every asset over the public WebSocket and wait for one tick."""
+        """Subscribe to every asset over the public WebSocket and wait for one tick.
+
+        The WebSocket wants an access token like any client's: the probe signs one for
+        a service account of the enterprise tier (``serve.auth.service_accounts``), which
+        no one can log in as, with the secret the API was given.
+        """
+        from websockets.exceptions import ConnectionClosed
         from websockets.sync.client import connect
 
+        from serve.auth import service_accounts
+
         assert self.info is not None
+        auth = self._auth_settings()
+        if auth.jwt_secret is None:
+            raise ConfigError("the first-tick probe signs its WebSocket token with the API's "
+                              "JWT secret: set RWA_AUTH__JWT_SECRET for rwa up as well")
+        token = asyncio.run(service_accounts.access_token(
+            self.settings.database_url.get_secret_value(), auth,
+            service_accounts.FIRST_TICK_PROBE, tier="enterprise"))
         ws_url = self.info.api_url.replace("http", "ws", 1) + "/ws/prices"
         ids = [a.asset_id for a in load_catalog()]
         deadline = time.monotonic() + timeout_s
-        with connect(ws_url, open_timeout=30, max_queue=None) as ws:
-            ws.send(json.dumps({"action": "subscribe", "assets": ids}))
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
-                if "price" in msg:
-                    return msg
+        with connect(ws_url, open_timeout=30, max_queue=None,
+                     additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            try:
+                hello = json.loads(ws.recv(timeout=30))
+                # The tier table may have been set lower than the catalog is long.
+                ws.send(json.dumps({"action": "subscribe", "assets": ids[:hello["max_assets"]]}))
+                while time.monotonic() < deadline:
+                    msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                    if "price" in msg:
+                        return msg
+            except ConnectionClosed as e:
+                raise ServiceError(f"the API closed the first-tick probe's WebSocket: {e}") from e
         raise TimeoutError("no live tick reached the WebSocket")
 
     # -- stop ----------------------------------------------------------------------------

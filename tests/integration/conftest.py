@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,9 +50,28 @@ class Platform:
     #: A local Trading Economics the platform's keyed source talks to (its real format).
     te: FakeProvider
 
+    #: The account the WebSocket tests sign in as (free tier), made on first use.
+    ws_account: dict[str, str] = field(default_factory=dict)
+
     @property
     def ws_url(self) -> str:
         return self.api_url.replace("http", "ws", 1) + "/ws/prices"
+
+    def access_token(self) -> str:
+        """A fresh access token of a free-tier account (registered on first use): the
+        WebSocket wants one, and tokens live minutes while the session lives longer."""
+        if not self.ws_account:
+            email = f"ws-{uuid.uuid4().hex[:10]}@example.com"
+            creds = {"email": email, "password": "Treasury-Ladder-2026!"}
+            r = httpx.post(f"{self.api_url}/auth/register", json=creds, timeout=30)
+            assert r.status_code == 201, r.text
+            self.ws_account.update(creds)
+        r = httpx.post(f"{self.api_url}/auth/login", json=self.ws_account, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    def ws_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token()}"}
 
     def sql(self, query: str, *args: Any) -> list[dict[str, Any]]:
         import asyncpg

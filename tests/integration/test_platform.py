@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def _first_tick(plat: Platform, subscribe: list[str], timeout_s: float = 30) -> dict:
-    with connect(plat.ws_url, open_timeout=30, max_queue=None) as ws:
+    with connect(plat.ws_url, open_timeout=30, max_queue=None,
+                 additional_headers=plat.ws_headers()) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "authenticated"
         ws.send(json.dumps({"action": "subscribe", "assets": subscribe}))
         ack = json.loads(ws.recv(timeout=10))
         assert ack == {"type": "subscribed", "assets": sorted(a.lower() for a in subscribe)}
@@ -303,8 +305,29 @@ def test_an_investor_signs_up_and_keeps_a_portfolio_and_an_alert(platform: Platf
     assert bad.status_code == 422 and bad.json()["detail"]
 
 
+def test_websocket_wants_a_token(platform: Platform) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(platform.ws_url, open_timeout=30) as ws:
+        ws.send(json.dumps({"action": "subscribe", "assets": ["paxg"]}))
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=10)
+    assert e.value.rcvd and (e.value.rcvd.code, e.value.rcvd.reason) == (
+        1008, "authentication required")
+    # A browser's way in: the token as the first message.
+    with connect(platform.ws_url, open_timeout=30) as ws:
+        ws.send(json.dumps({"action": "auth", "token": platform.access_token()}))
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello == {"type": "authenticated", "tier": "free", "max_assets": 5}
+        ws.send(json.dumps({"action": "subscribe", "assets": [a.asset_id for a in load_catalog()]}))
+        err = json.loads(ws.recv(timeout=10))
+        assert err["type"] == "error" and "free tier allows 5 assets" in err["detail"]
+
+
 def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform) -> None:
-    with connect(platform.ws_url, open_timeout=30, max_queue=None) as ws:
+    with connect(platform.ws_url, open_timeout=30, max_queue=None,
+                 additional_headers=platform.ws_headers()) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "authenticated"
         ws.send("hello")
         err = json.loads(ws.recv(timeout=10))
         assert err["type"] == "error" and "subscribe" in err["detail"]
@@ -320,8 +343,10 @@ def test_websocket_rejects_bad_messages_and_keeps_the_socket(platform: Platform)
 def test_websocket_refuses_foreign_origins(platform: Platform) -> None:
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+    headers = platform.ws_headers()  # a valid token does not make a foreign page welcome
     with pytest.raises((InvalidStatus, ConnectionClosed)):
-        with connect(platform.ws_url, origin="https://evil.example", open_timeout=30) as ws:
+        with connect(platform.ws_url, origin="https://evil.example", open_timeout=30,
+                     additional_headers=headers) as ws:
             ws.recv(timeout=5)
 
 
