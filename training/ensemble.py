@@ -45,6 +45,12 @@ LEVELS: tuple[float, ...] = (0.8, 0.95)
 #: Horizons pool scores with those within this factor of them.
 POOL_FACTOR = 1.5
 
+#: The 95/80 % tail ratio of a horizon is read from horizons within this factor of it.
+TAIL_FACTOR = 3
+
+#: Fewest scores a tail ratio is read from.
+MIN_TAIL_SCORES = 10
+
 #: One-step changes the scale at an origin is measured on.
 SCALE_WINDOW = 60
 
@@ -217,28 +223,36 @@ def calibrate(origins: Sequence[Origin], z: np.ndarray, *, upto: int, horizon: i
 
 def _widen_tails(horizons: list[HorizonCalibration], errors: Mapping[int, list],
                  names: Sequence[str]) -> list[HorizonCalibration]:
-    """Keep each horizon's outer bands at least as wide as the tail shape of all horizons.
+    """Keep each horizon's outer bands at least as wide as the tail shape near it.
 
     A long horizon's pool holds few independent origins (its scores from one origin
     are strongly correlated), too few to place a 95 % quantile. The ratio of the 95 %
     to the 80 % quantile is a property of the error distribution's shape, which the
-    scores of all horizons together estimate far better; the outer band is widened
-    to the horizon's own 80 % quantile times that ratio when that is wider.
+    scores of horizons within a factor :data:`TAIL_FACTOR` of it estimate far better;
+    the outer band is widened to the horizon's own 80 % quantile times that ratio when
+    that is wider. The shape changes with the horizon: one-step errors carry the jumps
+    (heavy tails) while long-horizon errors are sums of many shocks, and for a
+    mean-reverting series (a premium to NAV) they stop growing, so a ratio taken over
+    all horizons over-widened the long ones (95 % bands covering 0.99).
     """
-    everything = [e for pool in errors.values() for e in pool]
-    if len(everything) < 2 * len(horizons):
-        return horizons
-    base = _calibrate_horizon(everything, names)
-    inner = LEVELS[0]
-    if base.quantiles[inner] <= 0:
-        return horizons
-    widened = []
-    for cal in horizons:
+    out = []
+    for h, cal in enumerate(horizons, 1):
+        near = [e for g in range(max(1, math.floor(h / TAIL_FACTOR)),
+                                 min(len(horizons), math.ceil(h * TAIL_FACTOR)) + 1)
+                for e in errors[g]]
+        inner = LEVELS[0]
+        if len(near) < MIN_TAIL_SCORES:
+            out.append(cal)
+            continue
+        shape = _calibrate_horizon(near, names).quantiles
+        if shape[inner] <= 0:
+            out.append(cal)
+            continue
         q = dict(cal.quantiles)
         for lv in LEVELS[1:]:
-            q[lv] = max(q[lv], q[inner] * base.quantiles[lv] / base.quantiles[inner])
-        widened.append(HorizonCalibration(cal.weights, q, cal.n_scores))
-    return widened
+            q[lv] = max(q[lv], q[inner] * shape[lv] / shape[inner])
+        out.append(HorizonCalibration(cal.weights, q, cal.n_scores))
+    return out
 
 
 def _calibrate_horizon(pool: list[dict[str, float]], names: Sequence[str]) -> HorizonCalibration:
