@@ -5,8 +5,9 @@ order on Ctrl-C/SIGTERM so that nothing is left running.
 Ray CPU budget (logical CPUs; Ray starts with ``RWA_RAY__NUM_CPUS``, default 8, on
 purpose more than the physical cores): every long-lived actor (one per ingestion
 source, two bronze sinks, fan-out, pipeline, scheduler, alert monitor) 0.25; the API
-ingress 0.25 per replica; the sentiment deployment 0.5 per replica; Spark's executor 0.5
-and its master 0. That leaves room for Ray Train/Tune jobs submitted beside it.
+ingress 0.25 per replica; the sentiment and prediction deployments 0.5 per replica, the
+risk deployment 0.25 (it scales to zero; see ``serve/app.py``); Spark's executor 0.5 and
+its master 0. That leaves room for Ray Train/Tune jobs submitted beside it.
 """
 
 from __future__ import annotations
