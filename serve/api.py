@@ -21,19 +21,23 @@ import asyncpg
 import redis.exceptions
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from core import cache
-from core.domain import ASSET_CLASSES
+from core.domain import AssetClass
 from serve import actor_metrics, queries
 from serve.alerts.routes import alerts_router
 from serve.analytics_routes import analytics_router
 from serve.args import AppArgs
 from serve.auth.deps import current_user, rate_limit
-from serve.auth.routes import admin_router, auth_router
+from serve.auth.routes import admin_router, auth_router, plain_text
 from serve.live import TickHub
 from serve.portfolio.routes import portfolio_router
 from serve.ws import ws_router
@@ -41,6 +45,8 @@ from serve.ws import ws_router
 log = logging.getLogger(__name__)
 
 CORE_DEPENDENCIES = ("postgres", "redis")
+#: The largest ``offset`` a list takes: PostgreSQL's bigint (asyncpg cannot send more).
+MAX_OFFSET = 2**63 - 1
 
 REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
 
@@ -141,6 +147,15 @@ def create_api(args: AppArgs, *, sentiment: Any = None, prediction: Any = None,
             [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()])},
             422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path
+            # only; a path served by several routes (GET, PATCH, DELETE) has them all.
+            exc.headers = (exc.headers or {}) | {
+                "Allow": ", ".join(allowed_methods(app.routes, request.scope["path"]))}
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(OSError)
     @app.exception_handler(redis.exceptions.ConnectionError)
@@ -184,8 +199,9 @@ def create_api(args: AppArgs, *, sentiment: Any = None, prediction: Any = None,
                 "websocket_clients": services.hub.clients}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
+        """Prometheus metrics in its text exposition format."""
         body = generate_latest()
         try:
             names = sorted(await services.redis.smembers(cache.ACTORS_SET))
@@ -199,16 +215,16 @@ def create_api(args: AppArgs, *, sentiment: Any = None, prediction: Any = None,
 
     @app.get("/assets", response_model=Page, tags=["assets"])
     async def list_assets(
-        asset_class: Annotated[str | None, Query(description=f"One of {', '.join(ASSET_CLASSES)}")] = None,
-        blockchain: Annotated[str | None, Query(max_length=40)] = None,
+        asset_class: AssetClass | None = None,
+        blockchain: Annotated[str | None, Query(max_length=40), AfterValidator(plain_text)
+                              ] = None,
         min_apy: Annotated[float | None, Query(ge=0, le=100)] = None,
-        q: Annotated[str | None, Query(min_length=1, max_length=80)] = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=80),
+                     AfterValidator(plain_text)] = None,
         sort: queries.SortKey = "symbol",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Page:
-        if asset_class is not None and asset_class not in ASSET_CLASSES:
-            raise HTTPException(422, f"asset_class must be one of: {', '.join(ASSET_CLASSES)}")
         items, total = await queries.list_assets(
             await pool(), asset_class=asset_class, blockchain=blockchain, min_apy=min_apy, q=q,
             sort=sort, limit=limit, offset=offset)
@@ -269,5 +285,36 @@ def create_api(args: AppArgs, *, sentiment: Any = None, prediction: Any = None,
                                         risk=risk))
     app.include_router(ws_router(services))
 
+    app.openapi = _openapi_with_message_details(app)  # type: ignore[method-assign]
     return app
 
+
+def allowed_methods(routes: list[BaseRoute], path: str) -> list[str]:
+    """The methods of every HTTP route whose path pattern matches ``path``, the routes
+    of included routers with their prefixes too."""
+    return sorted({method for route in iter_route_contexts(routes)
+                   if isinstance(route.original_route, Route) and route.methods
+                   and route.path_regex.match(path) for method in route.methods})
+
+
+def _openapi_with_message_details(app: FastAPI) -> Any:
+    """``app.openapi`` with a 422's ``detail`` documented as it is sent: FastAPI's list
+    of invalid fields when a request fails its schema, or a message string when a rule
+    the schema cannot express refuses it (an unknown asset, a weak password, ``start``
+    not before ``end``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()
+        error = spec.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if error is not None:
+            fields = error["properties"]["detail"]
+            error["properties"]["detail"] = {
+                "title": fields.pop("title", "Detail"),
+                "anyOf": [{"type": "string", "description": "What is wrong, in words."},
+                          fields]}
+        return spec
+
+    return openapi

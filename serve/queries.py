@@ -61,7 +61,10 @@ async def list_assets(pool: asyncpg.Pool, *, asset_class: str | None, blockchain
 
 
 async def find_asset(pool: asyncpg.Pool, ref: str) -> dict[str, Any] | None:
-    """An asset by id or (case-insensitive) symbol."""
+    """An asset by id or (case-insensitive) symbol; None for a ``ref`` holding NUL, which
+    no id or symbol does (PostgreSQL text cannot hold it, and would refuse the query)."""
+    if "\x00" in ref:
+        return None
     row = await pool.fetchrow(
         f"SELECT {ASSET_COLUMNS} FROM assets WHERE asset_id = $1 OR lower(symbol) = lower($1) "
         "ORDER BY asset_id = $1 DESC LIMIT 1", ref)

@@ -33,6 +33,8 @@ from serve.auth.verification import send_verification, send_verification_quietly
 
 #: Seconds between two verification emails a user may ask for.
 RESEND_INTERVAL_S = 60
+#: The largest ``offset`` a list takes: PostgreSQL's bigint (asyncpg cannot send more).
+MAX_OFFSET = 2**63 - 1
 
 
 def plain_text(value: str) -> str:
@@ -52,7 +54,7 @@ class _Body(BaseModel):
 
 class Credentials(_Body):
     email: Text = Field(max_length=320, examples=["ann@example.com"])
-    password: Text = Field(min_length=1, max_length=1024)
+    password: Text = Field(min_length=1, max_length=1024, examples=["Tangerine-Harbor-42"])
 
 
 class TotpCode(_Body):
@@ -342,7 +344,7 @@ def admin_router(services: ServicesLike) -> APIRouter:
                                        description="Part of the email")] = None,
         tier: Annotated[str | None, Query(max_length=40)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """Accounts, oldest first: ``{items, total}``."""
         for name, value in (("q", q), ("tier", tier)):

@@ -25,6 +25,8 @@ TokenType = Literal["access", "2fa", "email_verify"]
 _WHAT = {"access": "an access token", "2fa": "a 2FA temp token",
          "email_verify": "an email verification token"}
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ"]
+#: User ids are PostgreSQL bigserials.
+_MAX_USER_ID = 2**63 - 1
 
 
 class TokenError(Exception):
@@ -100,8 +102,14 @@ class TokenCodec:
             raise TokenError(f"{_WHAT.get(typ, 'this token')} is not {_WHAT[expect]}")
         try:
             user_id = int(raw["sub"])
+            if not 0 < user_id <= _MAX_USER_ID:
+                raise ValueError(f"user id {user_id} out of range")
             family = raw.get("fam")
             if family is not None:
+                # A well-signed token must still not crash decoding (a 500): a number or
+                # an object here would reach uuid.UUID, which only parses strings.
+                if not isinstance(family, str):
+                    raise TypeError("fam is not a string")
                 family = str(uuid.UUID(family))
         except (TypeError, ValueError) as e:
             raise TokenError("invalid token: bad subject or family") from e

@@ -122,7 +122,7 @@ def portfolio_router(services: Any, current_user: Callable[..., Any], *,
     async def resolve(ref: str) -> str | None:
         key = ref.strip().lower()
         hit = services.symbols.get(key)
-        if hit is None:
+        if hit is None and "\x00" not in key:  # PostgreSQL text refuses NUL: no such asset
             hit = await (await pool()).fetchval(
                 "SELECT asset_id FROM assets WHERE lower(asset_id) = $1 OR lower(symbol) = $1"
                 " ORDER BY lower(asset_id) = $1 DESC LIMIT 1", key)

@@ -637,6 +637,19 @@ async def test_admin_endpoints(api: httpx.AsyncClient, env: Env) -> None:
             ).status_code == 422
 
 
+async def test_admin_user_list_offsets_stop_at_bigint(api: httpx.AsyncClient,
+                                                      env: Env) -> None:
+    """An offset past PostgreSQL's bigint was a 500 (asyncpg could not encode it); the
+    largest one is a page past the end."""
+    admin_email = (await register(api))["email"]
+    await make_admin(env, admin_email)
+    admin = bearer((await login(api, admin_email))["access_token"])
+    last = await api.get("/admin/users", params={"offset": 2**63 - 1}, headers=admin)
+    assert last.status_code == 200 and last.json()["items"] == [], last.text
+    past = await api.get("/admin/users", params={"offset": 2**63}, headers=admin)
+    assert past.status_code == 422 and past.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
 async def test_tier_request_limits(apps: Apps, env: Env) -> None:
     tiers = {"free": TierLimits(requests_per_minute=3, forecast_horizons=[1], max_alerts=1,
                                 max_ws_subscriptions=1),

@@ -338,6 +338,17 @@ async def test_bad_input_is_4xx_never_5xx(api: Api) -> None:
             assert message in json.dumps(r.json()["detail"]), (message, r.text)
 
 
+async def test_asset_references_holding_nul_are_unknown_not_a_500(api: Api) -> None:
+    """PostgreSQL text cannot hold NUL: looking such a reference up failed (a 500)."""
+    async with api.client(api.users[0]) as me:
+        for r in (await me.post("/portfolio/items", json={"asset_id": "pa\x00xg",
+                                                           "quantity": 1}),
+                  await me.post("/watchlist", json={"asset_id": "pa\x00xg"})):
+            assert r.status_code == 422 and "unknown asset" in r.json()["detail"], r.text
+        r = await me.delete("/watchlist/pa%00xg")
+        assert r.status_code == 404 and "unknown asset" in r.json()["detail"], r.text
+
+
 async def test_sync_without_configured_chains_names_none(api: Api) -> None:
     app = FastAPI()
     app.include_router(portfolio_router(api.services, current_user))  # AppArgs: no chains

@@ -68,5 +68,16 @@ def test_refused_tokens(make, reason: str) -> None:
         codec.decode(make(), expect="access")
 
 
+@pytest.mark.parametrize("override", [
+    {"fam": 5}, {"fam": {"a": 1}}, {"fam": ["x"]},  # were AttributeErrors: a 500
+    {"sub": str(2**63)}, {"sub": "0"}, {"sub": "-3"},  # no such bigserial user id
+])
+def test_well_signed_tokens_with_odd_claims_are_refused(override: dict) -> None:
+    """Found by fuzzing the API with tokens signed by its own key: a ``fam`` that is not
+    a string crashed decoding instead of being refused."""
+    with pytest.raises(TokenError, match="bad subject or family"):
+        codec.decode(jwt.encode(raw(**override), KEY, algorithm="HS256"), expect="access")
+
+
 def test_the_key_is_never_shown() -> None:
     assert KEY not in repr(codec) and KEY not in str(vars(codec).get("issuer"))
