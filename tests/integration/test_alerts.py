@@ -29,7 +29,7 @@ from actors.alerts import AlertMonitor
 from core import cache
 from core.notify.dispatch import Dispatcher
 from core.settings import AlertSettings, PushSettings, SmtpSettings, TelegramSettings
-from rwa.embedded import EmbeddedRedis, free_port
+from rwa.embedded import free_port
 from serve.alerts.routes import alerts_router
 from serve.api import Services
 from serve.args import AppArgs
@@ -45,14 +45,6 @@ CAPS = {"free": 3, "pro": 10}
 
 
 # -- services -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    url = server.start()
-    yield url
-    server.stop()
 
 
 @pytest.fixture(scope="module")

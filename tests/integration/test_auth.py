@@ -25,7 +25,6 @@ from pydantic import SecretStr
 
 from core import cache, db
 from core.settings import AuthSettings, SmtpSettings, TierLimits, default_tier_table
-from rwa.embedded import EmbeddedRedis
 from serve.api import Services
 from serve.args import AppArgs
 from serve.auth import users
@@ -58,13 +57,6 @@ class Env:
 def smtp_server() -> Iterator[LocalSmtp]:
     with LocalSmtp() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from core import cache
 from core.settings import AuthSettings
 from pipeline import gold
-from rwa.embedded import EmbeddedRedis, free_port
+from rwa.embedded import free_port
 from serve.args import AppArgs
 from serve.auth.tokens import TokenCodec
 from tests.databases import catalog_database
@@ -32,13 +32,6 @@ SECRET = "d" * 48
 AUTH = AuthSettings(jwt_secret=SecretStr(SECRET))
 DAYS = 60
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 def _bars(asset_id: str, closes: np.ndarray) -> list[tuple]:

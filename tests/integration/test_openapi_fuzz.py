@@ -49,7 +49,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from core import alert_store, cache
 from core.settings import AuthSettings, SmtpSettings, default_tier_table
-from rwa.embedded import EmbeddedRedis, free_port
+from rwa.embedded import free_port
 from serve.api import create_api
 from serve.args import AppArgs
 from serve.auth import deps
@@ -129,13 +129,6 @@ class Objects:
 
 
 OBJECTS = Objects()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -20,7 +20,7 @@ from fastapi import FastAPI, Header, HTTPException
 
 from core import cache, db
 from core.catalog import by_id_or_symbol, load_catalog
-from rwa.embedded import EmbeddedRedis, free_port
+from rwa.embedded import free_port
 from serve.api import Services
 from serve.args import AppArgs
 from serve.portfolio.config import WalletSyncArgs
@@ -38,13 +38,6 @@ async def current_user(x_test_user: Annotated[int | None, Header()] = None) -> S
     if x_test_user is None:
         raise HTTPException(401, "not authenticated")
     return SimpleNamespace(user_id=x_test_user)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 @dataclass

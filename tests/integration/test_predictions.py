@@ -16,7 +16,6 @@ import redis
 from core import cache, db
 from core.catalog import by_id_or_symbol, load_catalog
 from pipeline import gold
-from rwa.embedded import EmbeddedRedis
 from serve import queries
 from tests.databases import fresh_database
 from training import backtest_job
@@ -28,13 +27,6 @@ DAYS = 60
 HORIZONS = (1, 7)
 PAXG, BUIDL = by_id_or_symbol("paxg"), by_id_or_symbol("buidl")
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from core import cache
 from core.catalog import load_catalog
 from core.settings import AuthSettings, default_tier_table
-from rwa.embedded import EmbeddedRedis, free_port
+from rwa.embedded import free_port
 from serve import ws as ws_module
 from serve.api import create_api
 from serve.args import AppArgs
@@ -68,13 +68,6 @@ class Api:
         finally:
             await conn.close()
         return user_id, CODEC.issue(user_id, "access", ttl_s=300, family=str(uuid.uuid4()))
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
