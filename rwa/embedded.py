@@ -215,8 +215,9 @@ class RayHead:
     """A local Ray head node (``ray start --head --block``) that we own and stop."""
 
     def __init__(self, log_dir: Path, *, num_cpus: float, dashboard_host: str,
-                 dashboard_port: int) -> None:
+                 dashboard_port: int, env: dict[str, str] | None = None) -> None:
         self.log_dir = log_dir
+        self.env = env or {}  # for every process of the node (Serve's settings)
         self.port = free_port()
         self.num_cpus = num_cpus
         self.dashboard_host = dashboard_host
@@ -238,8 +239,8 @@ class RayHead:
         # Ray starts Python workers at niceness 15 but its Java workers (Spark's executors)
         # at 0. Workers at 0 let the batch actors lower themselves below the live path.
         # Our actors are stopped before the head, so a long drain would only wait.
-        env = os.environ | {"RAY_worker_niceness": "0",
-                            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5"}
+        env = os.environ | self.env | {"RAY_worker_niceness": "0",
+                                       "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5"}
         self._proc = ManagedProcess("ray", argv, self.log_dir / "ray-head.log", env=env)
         self._proc.start()
         wait_for(lambda: port_open("127.0.0.1", self.port) or not self._proc.alive(),

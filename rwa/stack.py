@@ -208,8 +208,11 @@ class Stack:
             return None
         # The head runs as our own child in its own session: a terminal's Ctrl-C reaches
         # only this launcher, which then stops actors first and the head last.
+        from serve.serve_env import CLUSTER_ENV
+
         head = embedded.RayHead(self.settings.home / "logs", num_cpus=r.num_cpus,
-                                dashboard_host=r.dashboard_host, dashboard_port=r.dashboard_port)
+                                dashboard_host=r.dashboard_host, dashboard_port=r.dashboard_port,
+                                env=CLUSTER_ENV)
         address = head.start()
         pids["ray"] = head.pid or 0
         self._stops.append(("Ray head", head.stop))

@@ -71,7 +71,7 @@ def analytics_router(services: Any, *, sentiment: Any = None, prediction: Any = 
         """The latest composite risk score (0-100, higher is riskier), its four sub-scores
         and the explanation factor by factor (docs/risk-methodology.md)."""
         asset = await services.asset_or_404(asset_id)
-        hit = await services.cached(cache.risk_key(asset["asset_id"]))
+        hit = await services.cached(cache.risk_key(asset["asset_id"]), near=True)
         if hit:
             return hit | {"cached": True}
         async with (await services.ensure_pool()).acquire() as conn:
@@ -145,7 +145,8 @@ def analytics_router(services: Any, *, sentiment: Any = None, prediction: Any = 
             raise HTTPException(404, not_produced(asset_ref, horizon, target))
         # The seed's prediction request flow: the cache first, then the database, then
         # the prediction deployment.
-        hit = await services.cached(cache.prediction_key(asset_ref, horizon, target))
+        hit = await services.cached(cache.prediction_key(asset_ref, horizon, target),
+                                   near=True)
         if hit:
             return hit | {"cached": True}
         row = await queries.latest_prediction(await services.ensure_pool(), asset_ref, horizon,

@@ -14,13 +14,13 @@ from the floor to the autoscaling ceiling):
 =============  ========  ========  =============================================
 deployment     per rep.  replicas  why
 =============  ========  ========  =============================================
-api (ingress)  0.25      1–2       async I/O: cache and database reads
+api (ingress)  0.25      2–3       async I/O: cache and database reads
 prediction     0.5       1–2       one ARIMA/ETS fit at a time; misses only
 risk           0.25      0–1       rarely needed: scales to zero after 10 min
 sentiment      0.5       1–2       torch on one thread
 =============  ========  ========  =============================================
 
-That is 1.25 logical CPUs idle and 2.75 at the ceilings. On a 2-core machine the
+That is 1.5 logical CPUs idle and 3 at the ceilings. On a 2-core machine the
 platform's actors take about 2.5 and Spark 0.5 more out of the 8 that ``rwa up`` gives
 Ray (``RWA_RAY__NUM_CPUS``), which leaves 2 or more for Ray Train/Tune jobs at the
 ceilings. Only the ingress and a busy model replica use a real core; a deployment
@@ -37,11 +37,7 @@ from ray import serve
 from ray.serve import Application
 
 from serve.args import AppArgs
-
-#: The ingress's autoscaling: a WebSocket holds a slot for its whole life, so the
-#: target is high and a second replica comes only under real load.
-INGRESS_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 500}
-
+from serve.serve_env import INGRESS_ENV
 
 @serve.ingress()
 class ApiIngress:
@@ -67,10 +63,14 @@ def build_app(args: dict[str, Any]) -> Application:
     deployment = serve.deployment(
         ApiIngress,
         name="api",
-        ray_actor_options={"num_cpus": parsed.ingress_cpus},
+        ray_actor_options={"num_cpus": parsed.ingress_cpus,
+                           "runtime_env": {"env_vars": INGRESS_ENV}},
+        # Serve's per-request access log line costs about 5 % of a cached read's CPU;
+        # HAProxy and /metrics count requests already (AppArgs.ingress_access_log).
+        logging_config={"enable_access_log": parsed.ingress_access_log},
         # Every open WebSocket holds one slot for its whole life.
         max_ongoing_requests=parsed.max_ongoing_requests,
-        autoscaling_config=INGRESS_AUTOSCALING,
+        autoscaling_config=parsed.ingress_autoscaling.model_dump(),
     )
     handles: dict[str, Application] = {}
     if parsed.sentiment is not None:

@@ -121,6 +121,25 @@ class AppArgs(BaseModel):
                                        description="Origins a browser WebSocket may come from.")
     max_ongoing_requests: int = Field(default=2000, ge=1)
     ingress_cpus: float = Field(default=0.25, gt=0)
+    ingress_autoscaling: Autoscaling = Field(
+        default_factory=lambda: Autoscaling(min_replicas=2, max_replicas=3,
+                                            target_ongoing_requests=500),
+        description="The ingress's replicas. Two at least: HAProxy spreads requests and "
+                    "WebSockets over them, one keeps serving while the other restarts, and "
+                    "on 2 cores two event loops serve about a fifth more requests than one "
+                    "(bench/api.py). Every open WebSocket holds an ongoing request for its "
+                    "whole life, so the target is high and more replicas come only under "
+                    "many sockets.")
+    ingress_access_log: bool = Field(
+        default=False,
+        description="Serve's access log line per request in the ingress replicas' logs; off: "
+                    "it costs about 5 % of a cached read's CPU, and HAProxy and /metrics "
+                    "count requests by route and status already.")
+    near_cache_ttl_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="Seconds a replica keeps a hot prediction or risk score it read from the "
+                    "Redis cache before asking Redis again (0: always ask). These change "
+                    "hourly; under load the in-process copy spares a Redis round trip.")
     prediction_horizons: list[int] = Field(default_factory=lambda: [1, 7, 30])
     sentiment: SentimentArgs | None = Field(
         default_factory=SentimentArgs,

@@ -22,7 +22,7 @@ from core.settings import AuthSettings, SmtpSettings, TierLimits
 from serve.args import AppArgs
 from serve.auth import refresh, users
 from serve.auth.passwords import Passwords
-from serve.auth.ratelimit import SlidingWindowLimiter
+from serve.auth.ratelimit import Decision, SlidingWindowLimiter
 from serve.auth.throttle import Throttle
 from serve.auth.tokens import Claims, TokenCodec, TokenError
 from serve.auth.users import User
@@ -143,6 +143,27 @@ class Auth:
             user = users.user_of(row)
             await self._cache_user(user)
         return user, claims
+
+    async def gate(self, token: str, *, window_s: int) -> tuple[User, Claims, Decision] | None:
+        """A signed-in request's checks in one Redis round trip: the token (401 if invalid),
+        its session not revoked, the cached user, and one request counted against their
+        tier's limit. None, with nothing counted, when the session is revoked or the user
+        is not cached: ``authenticate`` then says why or reads the database."""
+        try:
+            claims = self.tokens.decode(token, expect="access")
+        except TokenError as e:
+            raise unauthorized(str(e)) from e
+        assert claims.family is not None
+        hit = await self.limiter.hit_session(
+            f"user:{claims.user_id}", revoked_key=_revoked_key(claims.family),
+            user_key=_user_key(claims.user_id),
+            limits={name: t.requests_per_minute for name, t in self.tiers.items()},
+            default_limit=self.limits("free").requests_per_minute, window_s=window_s)
+        if hit is None:
+            return None
+        user = User(user_id=claims.user_id, email=hit.email, tier=hit.tier,
+                    is_admin=hit.is_admin)
+        return user, claims, hit.decision
 
     async def _cache_user(self, user: User) -> None:
         key = _user_key(user.user_id)

@@ -14,6 +14,7 @@ it)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from starlette.requests import HTTPConnection
 
 from core.settings import TierLimits
 from serve.auth.context import Auth, auth_for, unauthorized
+from serve.auth.ratelimit import Decision
 from serve.auth.tokens import Claims
 from serve.auth.users import User
 
@@ -121,17 +123,8 @@ async def rate_limit(conn: HTTPConnection, response: Response) -> None:
     if conn.scope["type"] != "http" or conn.url.path in UNLIMITED_PATHS:
         return
     auth = auth_of(conn)
-    who, tier = f"ip:{auth.client_ip(conn)}", "free"
-    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
     try:
-        if scheme.lower() == "bearer" and token:
-            try:
-                s = await _session_of(conn, token.strip())
-                who, tier = f"user:{s.user.user_id}", s.user.tier
-            except HTTPException:
-                pass
-        limit = auth.limits(tier).requests_per_minute
-        decision = await auth.limiter.hit(who, limit=limit, window_s=WINDOW_S)
+        decision, tier = await _count_request(conn, auth)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
         _warn_outage(e)
         return
@@ -143,3 +136,25 @@ async def rate_limit(conn: HTTPConnection, response: Response) -> None:
                  f"minute; retry in {decision.retry_after_s} s",
             headers={"Retry-After": str(decision.retry_after_s),
                      "X-RateLimit-Limit": str(decision.limit), "X-RateLimit-Remaining": "0"})
+
+
+async def _count_request(conn: HTTPConnection, auth: Auth) -> tuple[Decision, str]:
+    """Count the request against its user's or client's window: the decision and tier."""
+    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        with contextlib.suppress(HTTPException):  # an invalid token counts as anonymous
+            # Usually one Redis call: the session's checks and the count together.
+            gated = await auth.gate(token, window_s=WINDOW_S)
+            if gated is not None:
+                user, claims, decision = gated
+                conn.state.auth_session = Session(user, claims)
+                return decision, user.tier
+            # A revoked session (401 here) or a user not cached (a database read).
+            user = (await _session_of(conn, token)).user
+            limit = auth.limits(user.tier).requests_per_minute
+            return (await auth.limiter.hit(f"user:{user.user_id}", limit=limit,
+                                           window_s=WINDOW_S), user.tier)
+    limit = auth.limits("free").requests_per_minute
+    return await auth.limiter.hit(f"ip:{auth.client_ip(conn)}", limit=limit,
+                                  window_s=WINDOW_S), "free"

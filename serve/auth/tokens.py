@@ -6,6 +6,12 @@ other algorithm are refused before the signature is looked at). Each carries ``i
 token of one ``typ`` never passes for another, so the temp token issued at login opens
 nothing but ``/auth/verify-2fa``. Access tokens also carry ``fam``, the refresh-token
 family of their login, which logout and reuse detection revoke.
+
+Every API request checks its access token, and HMAC verification plus PyJWT's claim
+checks cost more than the rest of a cached read; a codec remembers the claims of the
+tokens it verified (a bounded LRU keyed by the exact token text), so a repeat needs only
+its expiry checked. A token's text cannot change without its signature failing, and
+revocation is not a property of the token: ``Auth`` checks it in Redis on every request.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
+from cachetools import LRUCache
 from pydantic import SecretStr
 
 ALGORITHM = "HS256"
@@ -27,6 +34,8 @@ _WHAT = {"access": "an access token", "2fa": "a 2FA temp token",
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ"]
 #: User ids are PostgreSQL bigserials.
 _MAX_USER_ID = 2**63 - 1
+#: Verified tokens a codec remembers: a replica's live sessions, several times over.
+VERIFIED_CACHE_SIZE = 4096
 
 
 class TokenError(Exception):
@@ -53,6 +62,7 @@ class TokenCodec:
         self._key = secret.get_secret_value()
         self.issuer = issuer
         self.audience = audience
+        self._verified: LRUCache[tuple[str, str], Claims] = LRUCache(VERIFIED_CACHE_SIZE)
 
     def __repr__(self) -> str:  # never the key
         return f"TokenCodec(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -76,6 +86,17 @@ class TokenCodec:
             TokenError: Malformed, badly signed, another algorithm, expired, another
                 issuer or audience, or another type of token.
         """
+        key = (token, expect)
+        known = self._verified.get(key)
+        if known is not None:
+            if known.expires_at <= time.time():  # PyJWT's rule: expired once exp <= now
+                self._verified.pop(key, None)
+                raise TokenError("token expired")
+            return known
+        claims = self._verified[key] = self._verify(token, expect=expect)
+        return claims
+
+    def _verify(self, token: str, *, expect: TokenType) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as e:

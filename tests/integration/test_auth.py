@@ -19,7 +19,7 @@ import pyotp
 import pytest
 import redis
 import redis.exceptions
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
@@ -28,6 +28,7 @@ from core.settings import AuthSettings, SmtpSettings, TierLimits, default_tier_t
 from serve.api import Services
 from serve.args import AppArgs
 from serve.auth import users
+from serve.auth.context import auth_for
 from serve.auth.deps import User, current_user, rate_limit, require_admin, tier_limits
 from serve.auth.ratelimit import SlidingWindowLimiter
 from serve.auth.routes import admin_router, auth_router
@@ -685,6 +686,49 @@ async def test_tier_request_limits(apps: Apps, env: Env) -> None:
     upgraded = await member_ip.get("/probe", headers=member)
     assert upgraded.status_code == 200 and upgraded.headers["X-RateLimit-Limit"] == "12"
     assert upgraded.json()["tier"] == "pro"
+
+
+async def test_the_gate_checks_a_session_and_counts_its_request_in_redis(
+        api: httpx.AsyncClient, redis_url: str) -> None:
+    """``Auth.gate`` (one Lua call): a live session of a cached user is counted against
+    that user's window; a revoked session or a user not cached counts nothing and is
+    left to ``authenticate`` (which refuses the one and reads the other's row)."""
+    transport = api._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    auth = auth_for(transport.app.state.services)  # type: ignore[attr-defined]
+    _, tokens = await signed_in(api)
+    token = tokens["access_token"]
+    me = (await api.get("/probe", headers=bearer(token))).json()  # caches the user
+    window = f"rwa:ratelimit:user:{me['user_id']}"
+    r = redis.Redis.from_url(redis_url)
+    try:
+        before = r.zcard(window)
+        gated = await auth.gate(token, window_s=60)
+        assert gated is not None
+        user, claims, decision = gated
+        assert (user.user_id, user.tier, user.is_admin) == (me["user_id"], "free", False)
+        assert claims.user_id == me["user_id"] and decision.allowed
+        assert decision.limit == auth.limits("free").requests_per_minute
+        assert r.zcard(window) == before + 1
+
+        await auth.forget_user(me["user_id"])  # e.g. an admin changed the tier
+        assert await auth.gate(token, window_s=60) is None
+        assert r.zcard(window) == before + 1
+        assert (await api.get("/probe", headers=bearer(token))).status_code == 200
+        assert await auth.gate(token, window_s=60) is not None  # cached again
+
+        assert (await api.post("/auth/logout", headers=bearer(token))).status_code == 204
+        counted = r.zcard(window)
+        assert await auth.gate(token, window_s=60) is None
+        assert r.zcard(window) == counted
+        refused = await api.get("/probe", headers=bearer(token))
+        assert refused.status_code == 401 and "session ended" in refused.json()["detail"]
+        assert r.zcard(window) == counted  # the refused request counted as anonymous
+        with pytest.raises(HTTPException) as bad:
+            await auth.gate(token[:-2] + "xx", window_s=60)
+        assert bad.value.status_code == 401
+    finally:
+        r.close()
 
 
 async def test_sliding_window_frees_room_as_requests_age(redis_url: str) -> None:

@@ -81,3 +81,37 @@ def test_well_signed_tokens_with_odd_claims_are_refused(override: dict) -> None:
 
 def test_the_key_is_never_shown() -> None:
     assert KEY not in repr(codec) and KEY not in str(vars(codec).get("issuer"))
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered (serve/auth/tokens.py); a repeat must still be
+    refused once its exp has passed, without PyJWT looking at it again."""
+    fresh = TokenCodec(SecretStr(KEY), issuer="rwa-prime", audience="rwa-prime-api")
+    token = fresh.issue(7, "access", ttl_s=30, family=FAMILY)
+    first = fresh.decode(token, expect="access")
+    assert fresh.decode(token, expect="access") is first  # remembered, not re-verified
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 31)
+    with pytest.raises(TokenError, match="expired"):
+        fresh.decode(token, expect="access")
+    assert not fresh._verified  # forgotten: the next try goes through PyJWT again
+
+
+def test_a_remembered_token_does_not_pass_for_another_type() -> None:
+    fresh = TokenCodec(SecretStr(KEY), issuer="rwa-prime", audience="rwa-prime-api")
+    token = fresh.issue(7, "access", ttl_s=60, family=FAMILY)
+    fresh.decode(token, expect="access")
+    with pytest.raises(TokenError, match="not a 2FA temp token"):
+        fresh.decode(token, expect="2fa")
+
+
+def test_the_verified_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serve.auth import tokens
+
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 3)
+    fresh = TokenCodec(SecretStr(KEY), issuer="rwa-prime", audience="rwa-prime-api")
+    issued = [fresh.issue(i, "access", ttl_s=60, family=FAMILY) for i in range(1, 6)]
+    for token in issued:
+        fresh.decode(token, expect="access")
+    assert sorted(t for t, _ in fresh._verified) == sorted(issued[-3:])
+    assert fresh.decode(issued[0], expect="access").user_id == 1  # verified afresh

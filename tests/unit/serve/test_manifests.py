@@ -8,6 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from serve.args import AppArgs, Autoscaling, PredictionArgs, RiskArgs, SentimentArgs
+from serve.serve_env import CLUSTER_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL_DEPLOYMENTS = ("prediction", "risk", "sentiment")
@@ -30,7 +31,8 @@ def _rayservice() -> tuple[dict, dict]:
 
 def _deployments(args: AppArgs) -> dict[str, tuple[float, int, int]]:
     """Deployment → (CPUs per replica, min replicas, max replicas)."""
-    out = {"api": (args.ingress_cpus, 1, 2)}
+    ingress = args.ingress_autoscaling
+    out = {"api": (args.ingress_cpus, ingress.min_replicas, ingress.max_replicas)}
     for name in MODEL_DEPLOYMENTS:
         part = getattr(args, name)
         if part is not None:
@@ -86,6 +88,23 @@ def test_cluster_launcher_config_is_complete() -> None:
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     assert config["head_node_type"] in config["available_node_types"]
     assert config["provider"]["type"] == "aws"
+
+
+def test_every_ray_node_gets_the_serve_settings() -> None:
+    """Serve reads CLUSTER_ENV in its controller and proxies: every node's Ray processes
+    must start with it, on KubeRay and under the cluster launcher."""
+    manifest, _ = _rayservice()
+    cluster = manifest["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert CLUSTER_ENV.items() <= env.items(), container["name"]
+    launcher = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    prefix = " ".join(f"{k}={v}" for k, v in CLUSTER_ENV.items())
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        (start,) = [c for c in launcher[key] if "ray start" in c]
+        assert start.startswith(f"{prefix} ray start"), start
 
 
 def test_cluster_launcher_workers_fit_the_serve_config() -> None:
