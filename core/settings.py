@@ -387,6 +387,12 @@ class PushSettings(BaseModel):
 
     signing_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key.")
     timeout_s: float = Field(default=10.0, gt=0)
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private, link-local and other non-public "
+                    "addresses (local development and tests). Off, a user's alert cannot "
+                    "make the platform call into its own network (cloud metadata, Redis, "
+                    "the Ray dashboard).")
 
     @model_validator(mode="after")
     def _secret_strong_enough(self) -> PushSettings:

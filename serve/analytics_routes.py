@@ -71,7 +71,7 @@ def analytics_router(services: Any, *, sentiment: Any = None, prediction: Any = 
         """The latest composite risk score (0-100, higher is riskier), its four sub-scores
         and the explanation factor by factor (docs/risk-methodology.md)."""
         asset = await services.asset_or_404(asset_id)
-        hit = await services.cached(cache.risk_key(asset["asset_id"]), near=True)
+        hit = await services.cached(cache.risk_key(asset["asset_id"]))
         if hit:
             return hit | {"cached": True}
         async with (await services.ensure_pool()).acquire() as conn:

@@ -50,7 +50,7 @@ CORE_DEPENDENCIES = ("postgres", "redis")
 MAX_OFFSET = 2**63 - 1
 
 #: Hot cache entries a replica keeps (``AppArgs.near_cache_ttl_s``): every catalog asset's
-#: predictions and risk score, several times over.
+#: predictions, several times over.
 NEAR_CACHE_ENTRIES = 4096
 REQUESTS = Counter("rwa_api_requests_total", "API requests", ["route", "status"])
 
@@ -127,8 +127,9 @@ class Services:
     async def cached(self, key: str, *, near: bool = False) -> Any | None:
         """A cached JSON value, or None when absent or when Redis is down (degrade, don't fail).
 
-        ``near``: for values that change hourly (predictions, risk scores), a hit is kept
-        in the replica for ``near_cache_ttl_s``; callers must not change what they get."""
+        ``near``: for values only a scheduled job replaces (predictions, hourly), a hit is
+        kept in the replica for ``near_cache_ttl_s``; callers must not change what they
+        get. Not for risk scores: an admin's refresh must show at once on every replica."""
         near = near and self.near is not None
         if near and (hit := self.near.get(key)) is not None:
             return hit

@@ -137,9 +137,9 @@ class AppArgs(BaseModel):
                     "count requests by route and status already.")
     near_cache_ttl_s: float = Field(
         default=1.0, ge=0, le=60,
-        description="Seconds a replica keeps a hot prediction or risk score it read from the "
-                    "Redis cache before asking Redis again (0: always ask). These change "
-                    "hourly; under load the in-process copy spares a Redis round trip.")
+        description="Seconds a replica keeps a hot prediction it read from the Redis cache "
+                    "before asking Redis again (0: always ask). The hourly job replaces them; "
+                    "under load the in-process copy spares a Redis round trip.")
     prediction_horizons: list[int] = Field(default_factory=lambda: [1, 7, 30])
     sentiment: SentimentArgs | None = Field(
         default_factory=SentimentArgs,

@@ -5,8 +5,9 @@ their own database on it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -51,3 +52,14 @@ async def catalog_database(pg_uri: str, prefix: str) -> AsyncIterator[str]:
         finally:
             await conn.close()
         yield uri
+
+
+def hourly_bars(asset_id: str, closes: Sequence[float], *, end: datetime) -> list[tuple]:
+    """Gold price rows (time, asset_id, open, high, low, close, volume), one an hour up to
+    ``end``: each bar opens at the previous close."""
+    start = end - timedelta(hours=len(closes))
+    out, prev = [], closes[0]
+    for i, c in enumerate(closes):
+        out.append((start + timedelta(hours=i), asset_id, prev, max(prev, c), min(prev, c), c, 1.0))
+        prev = c
+    return out

@@ -10,16 +10,26 @@ Headers a receiver checks:
 
 2xx is delivered; 429 (``Retry-After``) raises :class:`DeliveryRateLimited`; 408, 5xx and
 network errors are retryable; other 4xx are permanent.
+
+The URL is a user's, so it is resolved at send time and refused (permanently) when any of
+its addresses is not a public one, unless ``PushSettings.allow_private_targets``: an alert
+must not become a way to reach the platform's own network. (A name that resolves
+differently between this check and the connection is not covered; redirects are never
+followed.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -49,17 +59,40 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *,
     return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+async def check_public(url: str) -> None:
+    """Raise a permanent DeliveryError unless every address of ``url``'s host is public."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise DeliveryError("webhook URL has no host", permanent=True)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as e:  # unknown name (maybe for now), bad port
+        raise DeliveryError(f"webhook host does not resolve: {type(e).__name__}",
+                            permanent=False) from e
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address.is_global:
+            raise DeliveryError(f"webhook host {host} resolves to a non-public address "
+                                f"({address}); refused", permanent=True)
+
+
 async def send_push(settings: PushSettings, url: str, payload: dict[str, Any], *,
                     idempotency_key: str, client: httpx.AsyncClient | None = None) -> int:
     """POST ``payload`` to ``url``, signed; return the receiver's status code.
 
     Raises:
         DeliveryRateLimited: 429 (``Retry-After``, default 1 s).
-        DeliveryError: not delivered; ``permanent`` says whether retrying can help.
+        DeliveryError: not delivered; ``permanent`` says whether retrying can help (a
+            non-public address is permanent).
     """
     if settings.signing_secret is None or not settings.signing_secret.get_secret_value():
         raise DeliveryError("push is not configured: set RWA_PUSH__SIGNING_SECRET",
                             permanent=True)
+    if not settings.allow_private_targets:
+        await check_public(url)
     body = json.dumps(payload, separators=(",", ":"), default=str).encode()
     timestamp = str(int(time.time()))
     headers = {

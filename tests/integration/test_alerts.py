@@ -140,7 +140,8 @@ async def dispatcher(smtp: tuple[SmtpSettings, Mailbox], telegram: FakeProvider
     d = Dispatcher(alerts=alert_settings(), smtp=smtp[0],
                    telegram=TelegramSettings(bot_token=SecretStr(tg.TOKEN),
                                              base_url=telegram.url, timeout_s=5),
-                   push=PushSettings(signing_secret=SecretStr(SECRET), timeout_s=5))
+                   push=PushSettings(signing_secret=SecretStr(SECRET), timeout_s=5,
+                                     allow_private_targets=True))
     yield d
     await d.close()
 

@@ -23,7 +23,7 @@ from pipeline import gold
 from rwa.embedded import free_port
 from serve.args import AppArgs
 from serve.auth.tokens import TokenCodec
-from tests.databases import catalog_database
+from tests.databases import catalog_database, hourly_bars
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,15 +34,6 @@ DAYS = 60
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _bars(asset_id: str, closes: np.ndarray) -> list[tuple]:
-    start = END - timedelta(hours=len(closes))
-    out, prev = [], closes[0]
-    for i, c in enumerate(closes):
-        out.append((start + timedelta(hours=i), asset_id, prev, max(prev, c), min(prev, c), c, 1.0))
-        prev = c
-    return out
-
-
 @pytest.fixture(scope="module")
 async def db_uri(pg_uri: str) -> AsyncIterator[str]:
     """The catalog, and 60 days of hourly PAXG bars in gold (no other asset has any)."""
@@ -51,7 +42,7 @@ async def db_uri(pg_uri: str) -> AsyncIterator[str]:
         try:
             rng = np.random.default_rng(7)
             paxg = 2400 * np.exp(np.cumsum(rng.normal(0, 0.003, DAYS * 24)))
-            await gold.load_price_bars(conn, _bars("paxg", paxg))
+            await gold.load_price_bars(conn, hourly_bars("paxg", paxg, end=END))
         finally:
             await conn.close()
         yield uri

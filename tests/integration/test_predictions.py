@@ -17,7 +17,7 @@ from core import cache, db
 from core.catalog import by_id_or_symbol, load_catalog
 from pipeline import gold
 from serve import queries
-from tests.databases import fresh_database
+from tests.databases import fresh_database, hourly_bars
 from training import backtest_job
 from training.predictions import run_job
 
@@ -36,15 +36,6 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _bars(asset_id: str, closes: np.ndarray) -> list[tuple]:
-    start = END - timedelta(hours=len(closes))
-    out, prev = [], closes[0]
-    for i, c in enumerate(closes):
-        out.append((start + timedelta(hours=i), asset_id, prev, max(prev, c), min(prev, c), c, 1.0))
-        prev = c
-    return out
-
-
 @pytest.fixture
 async def conn(pg_uri: str) -> AsyncIterator[asyncpg.Connection]:
     async with fresh_database(pg_uri, "predictions") as uri:
@@ -56,7 +47,8 @@ async def conn(pg_uri: str) -> AsyncIterator[asyncpg.Connection]:
         paxg = 2400 * np.exp(np.cumsum(rng.normal(0, 0.003, hours)))
         nav = 100 * np.exp(0.045 / 8760 * np.arange(1, hours + 1))  # 4.5 % a year, accruing
         buidl = nav * (1 + rng.normal(0, 0.0005, hours))
-        await gold.load_price_bars(c, _bars("paxg", paxg) + _bars("buidl", buidl))
+        await gold.load_price_bars(c, hourly_bars("paxg", paxg, end=END)
+                                   + hourly_bars("buidl", buidl, end=END))
         first_day = (END - timedelta(hours=hours)).replace(hour=0)
         await gold.load_onchain_daily(c, [
             (first_day + timedelta(days=d), "buidl", None, None, None, None, None, None,

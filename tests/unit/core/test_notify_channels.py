@@ -92,7 +92,8 @@ def receiver():
 
 
 async def test_push_posts_signed_json(receiver: FakeProvider) -> None:
-    settings = PushSettings(signing_secret=SecretStr(SECRET), timeout_s=2)
+    settings = PushSettings(signing_secret=SecretStr(SECRET), timeout_s=2,
+                            allow_private_targets=True)
     status = await send_push(settings, f"{receiver.url}/hook", {"alert_id": 7, "price": 1.5},
                              idempotency_key="alert:7:1")
     assert status == 204
@@ -110,7 +111,8 @@ async def test_push_posts_signed_json(receiver: FakeProvider) -> None:
 
 
 async def test_push_failures_say_whether_to_retry(receiver: FakeProvider) -> None:
-    settings = PushSettings(signing_secret=SecretStr(SECRET), timeout_s=2)
+    settings = PushSettings(signing_secret=SecretStr(SECRET), timeout_s=2,
+                            allow_private_targets=True)
     url = f"{receiver.url}/hook"
     receiver.fail_next(429, b"", headers={"Retry-After": "3"})
     with pytest.raises(DeliveryRateLimited) as err:
@@ -133,3 +135,27 @@ def test_backoff_doubles_up_to_its_ceiling() -> None:
 
     d = Dispatcher(alerts=AlertSettings(retry_base_s=2, retry_max_s=10))
     assert [d.backoff_s(n) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 10, 10]
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/hook",
+    "http://192.168.0.7/hook", "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]:9000/hook", "http://100.64.0.1/hook", "http://0.0.0.0/hook",
+])
+async def test_push_refuses_non_public_addresses(receiver: FakeProvider, url: str) -> None:
+    """A user's webhook URL must not reach the platform's own network (loopback, private
+    ranges, cloud metadata); refused for good, before anything is sent."""
+    settings = PushSettings(signing_secret=SecretStr(SECRET), timeout_s=2)
+    with pytest.raises(DeliveryError, match="non-public address") as err:
+        await send_push(settings, url, {"alert_id": 1}, idempotency_key="k")
+    assert err.value.permanent
+    assert receiver.requests == []
+
+
+async def test_push_to_a_public_address_passes_the_check() -> None:
+    from core.notify.push import check_public
+
+    await check_public("https://93.184.215.14/hook")  # a public literal: no DNS needed
+    with pytest.raises(DeliveryError, match="does not resolve") as err:
+        await check_public("https://no-such-host.invalid/hook")
+    assert not err.value.permanent
