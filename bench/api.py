@@ -9,7 +9,8 @@ cached under its real key); one enterprise account made through ``POST /auth/reg
 first on plain uvicorn in a subprocess, then as the Serve application of ``build_app``
 (HAProxy → ingress, as `rwa up` runs it, serve/serve_env.py; `--python-proxy`: Serve's
 default Python proxy; the model deployments left out, a cached read calls none) on a
-local Ray. Every request passes the app's request limiter (one Redis call) with a tier
+local Ray. Every request passes the app's request limiter (for a signed-in caller in the
+same Redis call as the session's checks, ``Auth.gate``) with a tier
 table whose limits never answer 429; the uvicorn runs split its cost: anonymous vs
 bearer token, and anonymous with the limiter overridden off. On each server
 ``--clients`` WebSockets connect with the bearer token and subscribe to a few assets

@@ -56,6 +56,8 @@ class Auth:
         args = services.args
         self.settings: AuthSettings = args.auth
         self.tiers: dict[str, TierLimits] = args.tiers
+        # Requests per minute by tier, for ``gate`` on every signed-in request.
+        self._per_minute = {name: t.requests_per_minute for name, t in self.tiers.items()}
         self.smtp = _smtp_with_env_password(args.smtp)
         s = self.settings
         self.passwords = Passwords(time_cost=s.argon2_time_cost,
@@ -157,7 +159,7 @@ class Auth:
         hit = await self.limiter.hit_session(
             f"user:{claims.user_id}", revoked_key=_revoked_key(claims.family),
             user_key=_user_key(claims.user_id),
-            limits={name: t.requests_per_minute for name, t in self.tiers.items()},
+            limits=self._per_minute,
             default_limit=self.limits("free").requests_per_minute, window_s=window_s)
         if hit is None:
             return None

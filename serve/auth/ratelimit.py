@@ -93,9 +93,7 @@ class SlidingWindowLimiter:
         allowed, count, wait_ms = await self._script(
             keys=[f"{self._prefix}:{key}"],
             args=[window_s * 1000, limit, secrets.token_hex(6)])
-        if allowed:
-            return Decision(True, limit, max(0, limit - int(count)), 0)
-        return Decision(False, limit, 0, max(1, math.ceil(int(wait_ms) / 1000)))
+        return _decision(limit, allowed, count, wait_ms)
 
     async def hit_session(self, key: str, *, revoked_key: str, user_key: str,
                           limits: dict[str, int], default_limit: int,
@@ -110,9 +108,12 @@ class SlidingWindowLimiter:
         if int(reply[0]) != 1:
             return None
         email, tier, is_admin, allowed, count, wait_ms = reply[1:]
-        limit = limits.get(tier, default_limit)
-        if allowed:
-            decision = Decision(True, limit, max(0, limit - int(count)), 0)
-        else:
-            decision = Decision(False, limit, 0, max(1, math.ceil(int(wait_ms) / 1000)))
+        decision = _decision(limits.get(tier, default_limit), allowed, count, wait_ms)
         return SessionHit(email=email, tier=tier, is_admin=is_admin == "1", decision=decision)
+
+
+def _decision(limit: int, allowed: int, count: int, wait_ms: int) -> Decision:
+    """The decision a window script's reply {allowed, count, wait_ms} stands for."""
+    if allowed:
+        return Decision(True, limit, max(0, limit - int(count)), 0)
+    return Decision(False, limit, 0, max(1, math.ceil(int(wait_ms) / 1000)))

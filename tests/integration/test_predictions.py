@@ -225,3 +225,26 @@ async def test_the_daily_gold_backtest_stores_scorecards_and_calibrations(
     assert await conn.fetchval(
         "SELECT count(DISTINCT (series_id, target)) FROM backtest_scores WHERE run_id = $1",
         run_id) == 4
+
+
+@pytest.mark.parametrize("ttl_s", [30.0, 0.0])
+async def test_a_hot_prediction_stays_in_the_replica_for_near_cache_ttl_s(
+        redis_client: redis.Redis, redis_url: str, ttl_s: float) -> None:
+    """``Services.cached(near=True)`` keeps a hit for ``near_cache_ttl_s`` (0: never);
+    reads without ``near`` always ask Redis."""
+    from serve.api import Services
+    from serve.args import AppArgs
+
+    services = Services(AppArgs(database_url="postgresql://unused/rwa", redis_url=redis_url,
+                                near_cache_ttl_s=ttl_s))
+    key = cache.prediction_key("paxg", 7) + f":near-test-{ttl_s:g}"
+    value = {"asset_id": "paxg", "predicted_price": 2400.0}
+    try:
+        redis_client.set(key, json.dumps(value))
+        assert await services.cached(key, near=True) == value
+        redis_client.delete(key)  # the job replaced or expired it
+        assert await services.cached(key) is None
+        assert await services.cached(key, near=True) == (value if ttl_s else None)
+    finally:
+        redis_client.delete(key)
+        await services.redis.aclose()
