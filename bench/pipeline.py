@@ -4,8 +4,10 @@
     few invalid) written as Parquet with pyarrow, then, on a local SparkSession
     (``local[2]``), parse_prices → validate_prices → to_silver → Parquet partitioned by
     date, exactly the functions the pipeline runs under RayDP. A warm-up run over the
-    first WARM_UP_ROWS rows comes first, so the JVM's start and its JIT compilation are
-    not counted: the streaming job runs for days in one JVM.
+    same rows comes first, so the JVM's start and its JIT compilation are not counted
+    (the streaming job runs for days in one JVM); then TIMED_RUNS runs, of which the
+    median is the figure (a single run on 2 cores varies by a third with GC and task
+    placement).
 (b) gold: N hourly bars from a Parquet hand-off folder (as Spark writes them) through
     ``read_table`` and ``load_rows`` (Arrow -> CSV COPY into staging -> MERGE) into
     ``price_data`` of an embedded pgserver, the path the pipeline runs: first as new
@@ -38,8 +40,8 @@ import pyarrow.parquet as pq
 from core.catalog import load_catalog
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
-#: Rows of the silver warm-up run: enough for the JIT to compile every hot path.
-WARM_UP_ROWS = 300_000
+#: Timed silver runs after the warm-up; the median is reported.
+TIMED_RUNS = 3
 
 
 def bronze_table(rows: int, asset_ids: list[str], *, seed: int = 1) -> pa.Table:
@@ -90,11 +92,6 @@ def bench_silver(rows: int, work: Path, asset_ids: list[str]) -> None:
     for n, offset in enumerate(range(0, rows, per_file)):
         pq.write_table(table.slice(offset, per_file), bronze / f"part-{n:05d}.parquet",
                        compression="zstd")
-    warm = work / "bronze-warm"
-    warm.mkdir()
-    for n, offset in enumerate(range(0, min(rows, WARM_UP_ROWS), per_file)):
-        pq.write_table(table.slice(offset, per_file), warm / f"part-{n:05d}.parquet",
-                       compression="zstd")
     print(f"bronze: {rows:,} rows generated in {time.perf_counter() - started:.1f} s")
 
     # The pipeline's own SQL settings, on a plain local[2] session.
@@ -108,15 +105,16 @@ def bench_silver(rows: int, work: Path, asset_ids: list[str]) -> None:
             silver.write(silver.to_silver(validated), str(target), mode="overwrite")
             return time.perf_counter() - t
 
-        warm_s = run(warm, work / "silver-warm")
-        elapsed = run(bronze, work / "silver")
+        warm_s = run(bronze, work / "silver")
+        runs = sorted(run(bronze, work / "silver") for _ in range(TIMED_RUNS))
         silver_rows = spark.read.parquet(str(work / "silver")).count()
     finally:
         spark.stop()
+    elapsed = runs[len(runs) // 2]
     print(f"silver (Spark local[2]): parse -> validate -> to_silver -> Parquet: {rows:,} bronze "
-          f"rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s, {silver_rows:,} silver rows "
-          f"(warm-up over {min(rows, WARM_UP_ROWS):,} rows: {warm_s:.1f} s) "
-          f"(target >= 100,000 rows/s)")
+          f"rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s (median of {len(runs)} runs; "
+          f"{rows / runs[-1]:,.0f} to {rows / runs[0]:,.0f}), {silver_rows:,} silver rows "
+          f"(warm-up run: {warm_s:.1f} s) (target >= 100,000 rows/s)")
 
 
 def bar_records(rows: int, asset_ids: list[str]) -> list[tuple]:

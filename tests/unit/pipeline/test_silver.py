@@ -66,6 +66,20 @@ def test_each_broken_rule_is_named(spark) -> None:
     assert all(json.loads(r["record"])["payload"] for r in rejected)
 
 
+def test_the_future_starts_five_minutes_past_the_clock_read_to_the_minute(spark) -> None:
+    # The clock is rounded up to the minute so that batches within a minute share
+    # Spark's generated code: 12:00:20 reads as 12:01, the limit is 12:06.
+    now = NOW + timedelta(seconds=20)
+    ahead = {s: _row("tick", "paxg", 0, price=1.0, volume=1.0) | {
+        "event_time": NOW + timedelta(seconds=s)} for s in (300, 359, 361, 3600)}
+    rules = {r["event_time"].replace(tzinfo=UTC): r["rule"] for r in silver.validate_prices(
+        silver.parse_prices(_frame(spark, list(ahead.values()))), KNOWN, now).collect()}
+    assert [rules[NOW + timedelta(seconds=s)] for s in ahead] == [
+        None, None, "future_timestamp", "future_timestamp"]
+    assert silver._clock(NOW) == NOW
+    assert silver._clock(NOW + timedelta(microseconds=1)) == NOW + timedelta(minutes=1)
+
+
 def test_replays_collapse_to_one_row_per_natural_key(spark) -> None:
     tick = _row("tick", "paxg", 1, price=2650.0, volume=1.0)
     batch = silver.to_silver(_validated(spark, [tick, tick, tick, _row("tick", "paxg", 2, price=2651.0, volume=1.0)]))
