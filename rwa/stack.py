@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,20 @@ def resolved_settings(settings: Settings, info: StackInfo | None) -> Settings:
     if settings.kafka_bootstrap_servers is None:
         update["kafka_bootstrap_servers"] = info.kafka_bootstrap
     return settings.model_copy(update=update)
+
+
+def head_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment ``rwa up`` gives its own Ray head: Serve's cluster settings, and
+    free ports for HAProxy's side listeners where ``environ`` sets none."""
+    from serve.serve_env import CLUSTER_ENV, HAPROXY_SIDE_PORTS
+
+    ports: dict[str, str] = {}
+    for var in HAPROXY_SIDE_PORTS:
+        port = environ.get(var)
+        while not port or port in ports.values():  # two free ports are not always two
+            port = str(embedded.free_port())
+        ports[var] = port
+    return {**CLUSTER_ENV, **ports}
 
 
 def local_jwt_secret(home: Path) -> SecretStr:
@@ -208,11 +222,9 @@ class Stack:
             return None
         # The head runs as our own child in its own session: a terminal's Ctrl-C reaches
         # only this launcher, which then stops actors first and the head last.
-        from serve.serve_env import CLUSTER_ENV
-
         head = embedded.RayHead(self.settings.home / "logs", num_cpus=r.num_cpus,
                                 dashboard_host=r.dashboard_host, dashboard_port=r.dashboard_port,
-                                env=CLUSTER_ENV)
+                                env=head_env(os.environ))
         address = head.start()
         pids["ray"] = head.pid or 0
         self._stops.append(("Ray head", head.stop))

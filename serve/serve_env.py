@@ -16,6 +16,13 @@ CLUSTER_ENV: dict[str, str] = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
 }
 
+#: HAProxy's listeners besides the HTTP port (stats page, Prometheus metrics). Serve's
+#: defaults are fixed ports (8404, 9101), which another program on a laptop may hold:
+#: ``rwa up`` gives its own Ray head free ports unless these variables are set.
+HAPROXY_SIDE_PORTS: tuple[str, ...] = (
+    "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+)
+
 #: The ingress replicas' environment (their ``runtime_env``): run the FastAPI app on the
 #: replica's own event loop instead of handing each request to a second loop in another
 #: thread. Only the ingress: it never blocks its loop (database and Redis calls are

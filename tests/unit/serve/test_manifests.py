@@ -107,6 +107,26 @@ def test_every_ray_node_gets_the_serve_settings() -> None:
         assert start.startswith(f"{prefix} ray start"), start
 
 
+def test_rwa_up_gives_haproxy_free_side_ports_unless_set() -> None:
+    """HAProxy's stats and metrics listeners default to fixed ports another program may
+    hold; ``rwa up``'s head gets free ones, or the ones the user set."""
+    import socket
+
+    from rwa.stack import head_env
+    from serve.serve_env import HAPROXY_SIDE_PORTS
+
+    env = head_env({})
+    assert CLUSTER_ENV.items() <= env.items()
+    ports = [int(env[var]) for var in HAPROXY_SIDE_PORTS]
+    for port in ports:  # free now: each can be bound
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    assert not {8404, 9101} & set(ports)
+    chosen = head_env({"RAY_SERVE_HAPROXY_STATS_PORT": "18404"})
+    assert chosen["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
+    assert chosen["RAY_SERVE_HAPROXY_METRICS_PORT"].isdigit()
+
+
 def test_cluster_launcher_workers_fit_the_serve_config() -> None:
     """``serve deploy serve/serve_config.yaml`` on the launcher's cluster: every replica
     fits a CPU worker (the head has no CPUs for them), the floors fit the workers always
