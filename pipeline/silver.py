@@ -386,7 +386,7 @@ def flag_outliers(frame: DataFrame, value: Column, *, series: list[str],
 
 
 def copy_order(frame: DataFrame, *, key: list[str], series: list[str]) -> list[Column]:
-    """The ordering of :func:`mark_duplicates` within a series of ``frame``."""
+    """The ordering of :func:`copy_mark` within a series of ``frame``."""
     rest = [c for c in key if c not in series and c != "event_time"]
     order = [F.col("event_time"), *[F.col(c) for c in rest]]
     if "_ctx" in frame.columns:
@@ -395,13 +395,6 @@ def copy_order(frame: DataFrame, *, key: list[str], series: list[str]) -> list[C
     order += [F.col(c).asc_nulls_last() for c in ("ingest_time", PAYLOAD_HASH, "payload")
               if c in frame.columns]
     return order
-
-
-def mark_duplicates(frame: DataFrame, *, key: list[str], series: list[str],
-                    name: str = "duplicate") -> DataFrame:
-    """Add boolean ``name``: the row is a later copy of a valid row with the same natural
-    ``key`` (the one :func:`deduplicate` would drop); see :func:`copy_mark`."""
-    return frame.withColumn(name, copy_mark(frame, key=key, series=series))
 
 
 def copy_mark(frame: DataFrame, *, key: list[str], series: list[str]) -> Column:
@@ -433,7 +426,7 @@ def _soft_outliers(tagged: DataFrame, column: str, *,
                    threshold: float, window: int, min_scale: float) -> DataFrame:
     """Tag rows that broke no hard rule with the soft ``rule`` where ``transform`` of
     ``column`` is an outlier (see :func:`flag_outliers`), add ``outlier``, and mark
-    later copies of a natural ``key`` (see :func:`mark_duplicates`).
+    later copies of a natural ``key`` in ``duplicate`` (see :func:`copy_mark`).
 
     ``context`` rows (they need ``series``, ``event_time`` and ``column``) serve as
     neighbours only and do not come back.
@@ -480,7 +473,8 @@ def _clock(now: datetime) -> datetime:
 def _time_rules(now: datetime, oldest: str) -> list[tuple[str, Column]]:
     return [
         ("future_timestamp",
-         F.col("event_time") > F.lit(_clock(now)).cast("timestamp") + F.expr(FUTURE_TOLERANCE)),
+         F.col("event_time")
+         > F.lit(_clock(now)).cast("timestamp") + F.expr(FUTURE_TOLERANCE)),
         ("too_old", F.col("event_time") < F.lit(oldest).cast("timestamp")),
     ]
 
