@@ -315,6 +315,11 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    totp_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals TOTP secrets in the database (AES-256-GCM). Unset, the "
+                    "key is derived from the JWT secret, so rotating that secret would "
+                    "lock out every account with 2FA: set one of its own before users enrol.")
     totp_issuer: str = "RWA Prime"
     public_url: str = Field(default="http://localhost:8000",
                             description="Where the web app lives; links in emails point here.")
@@ -328,6 +333,10 @@ class AuthSettings(BaseModel):
         if self.jwt_secret is not None and len(
                 self.jwt_secret.get_secret_value()) < MIN_JWT_SECRET_CHARS:
             raise ConfigError(f"RWA_AUTH__JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} "
+                              "characters (e.g. the output of `openssl rand -hex 32`)")
+        if self.totp_key is not None and len(
+                self.totp_key.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+            raise ConfigError(f"RWA_AUTH__TOTP_KEY must be at least {MIN_JWT_SECRET_CHARS} "
                               "characters (e.g. the output of `openssl rand -hex 32`)")
         return self
 

@@ -94,7 +94,13 @@ def head_env(environ: Mapping[str, str]) -> dict[str, str]:
 def local_jwt_secret(home: Path) -> SecretStr:
     """The embedded stack's JWT signing secret: random, made on first use and kept in
     ``<home>/auth/jwt_secret`` (mode 0600) so tokens survive a restart."""
-    path = home / "auth" / "jwt_secret"
+    return local_secret(home, "jwt_secret")
+
+
+def local_secret(home: Path, name: str) -> SecretStr:
+    """A secret of the embedded stack: random, made on first use and kept in
+    ``<home>/auth/<name>`` (mode 0600) so that it survives a restart."""
+    path = home / "auth" / name
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -304,12 +310,16 @@ class Stack:
         return f"http://{s.api.host}:{s.api.port}"
 
     def _auth_settings(self) -> AuthSettings:
-        """The auth settings the API gets: in local mode without a configured secret,
-        the embedded stack's own (generated once, kept under the home directory); in
-        cluster mode a missing one is left for each replica's environment."""
+        """The auth settings the API gets: in local mode without a configured JWT secret
+        or TOTP key, the embedded stack's own (generated once, kept under the home
+        directory); in cluster mode a missing one is left for each replica's environment."""
         auth = self.settings.auth
-        if auth.jwt_secret is None and self.settings.mode == "local":
-            auth = auth.model_copy(update={"jwt_secret": local_jwt_secret(self.settings.home)})
+        if self.settings.mode == "local":
+            home = self.settings.home
+            if auth.jwt_secret is None:
+                auth = auth.model_copy(update={"jwt_secret": local_jwt_secret(home)})
+            if auth.totp_key is None:  # its own key, so that the JWT secret can change
+                auth = auth.model_copy(update={"totp_key": local_secret(home, "totp_key")})
         return auth
 
     # -- first tick --------------------------------------------------------------------

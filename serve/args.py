@@ -180,7 +180,7 @@ class AppArgs(BaseModel):
         # The JSON form is what crosses Ray to the replica (``build_app``), so secrets stay
         # readable there; everywhere else they print as SecretStr's stars.
         data = handler(value)
-        for name in ("jwt_secret", "password"):
+        for name in ("jwt_secret", "totp_key", "password"):
             secret = getattr(value, name, None)
             if secret is not None:
                 data[name] = secret.get_secret_value()

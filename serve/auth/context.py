@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 
 from core.settings import AuthSettings, SmtpSettings, TierLimits
 from serve.args import AppArgs
-from serve.auth import refresh, users
+from serve.auth import refresh, totp, users
 from serve.auth.passwords import Passwords
 from serve.auth.ratelimit import Decision, SlidingWindowLimiter
 from serve.auth.throttle import Throttle
@@ -30,6 +30,7 @@ from serve.auth.users import User
 log = logging.getLogger(__name__)
 
 SECRET_ENV = "RWA_AUTH__JWT_SECRET"
+TOTP_KEY_ENV = "RWA_AUTH__TOTP_KEY"
 SMTP_PASSWORD_ENV = "RWA_SMTP__PASSWORD"
 #: Seconds a user's tier and role are cached in Redis between database reads; an
 #: admin's change clears the entry at once.
@@ -68,6 +69,7 @@ class Auth:
             if secret else None
         if self._codec is None:
             log.error("no JWT secret: set %s; auth endpoints answer 503 until then", SECRET_ENV)
+        self._totp_box = _totp_box(s.totp_key or _totp_key_from_env(), secret)
         throttle = {"max_per_account": s.max_failures_per_account,
                     "max_per_ip": s.max_failures_per_ip, "window_s": s.failure_window_s}
         self.login_throttle = Throttle(services.redis, scope="login", **throttle)
@@ -90,6 +92,26 @@ class Auth:
     def require_tokens(self) -> None:
         """503 now, before any work, when no JWT secret is configured."""
         self.tokens  # noqa: B018 - the property raises
+
+    # -- TOTP secrets ----------------------------------------------------------------------
+    def seal_totp(self, user_id: int, secret: str) -> str:
+        """``secret`` as the account's row stores it (see :class:`totp.SecretBox`)."""
+        if self._totp_box is None:
+            raise HTTPException(503, f"authentication is not configured: set {SECRET_ENV}")
+        return self._totp_box.seal(secret, user_id=user_id)
+
+    def totp_secret(self, row: Any) -> str:
+        """The TOTP secret of an account's row (``user_id``, ``totp_secret``)."""
+        stored = row["totp_secret"]
+        if self._totp_box is None:
+            raise HTTPException(503, f"authentication is not configured: set {SECRET_ENV}")
+        try:
+            return self._totp_box.open(stored, user_id=row["user_id"])
+        except totp.SealedSecretError as e:
+            log.error("user %s: %s (was %s changed?)", row["user_id"], e, TOTP_KEY_ENV)
+            raise HTTPException(
+                503, "two-factor secrets cannot be read with this server's key; "
+                     "an operator must restore the key they were sealed with") from e
 
     def limits(self, tier: str) -> TierLimits:
         """The limits of ``tier``; a tier no longer in the table gets the free tier's."""
@@ -200,6 +222,24 @@ def _secret_from_env() -> SecretStr | None:
     if not raw:
         return None
     return AuthSettings(jwt_secret=SecretStr(raw)).jwt_secret  # ConfigError if too short
+
+
+def _totp_key_from_env() -> SecretStr | None:
+    raw = os.environ.get(TOTP_KEY_ENV, "").strip()
+    if not raw:
+        return None
+    return AuthSettings(totp_key=SecretStr(raw)).totp_key  # ConfigError if too short
+
+
+def _totp_box(key: SecretStr | None, jwt_secret: SecretStr | None) -> totp.SecretBox | None:
+    """The box of the TOTP key; without one, of a key derived from the JWT secret."""
+    if key is not None:
+        return totp.SecretBox(key.get_secret_value())
+    if jwt_secret is not None:
+        log.warning("no %s: TOTP secrets are sealed with a key derived from the JWT secret; "
+                    "set a key of their own before users enrol", TOTP_KEY_ENV)
+        return totp.SecretBox(jwt_secret.get_secret_value(), purpose="totp-secrets-jwt")
+    return None
 
 
 def _smtp_with_env_password(smtp: SmtpSettings | None) -> SmtpSettings | None:

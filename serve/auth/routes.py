@@ -198,7 +198,8 @@ def auth_router(services: ServicesLike) -> APIRouter:
         on once ``/auth/2fa/enable`` gets a code from it."""
         a = auth()
         secret = totp.new_secret()
-        if not await users.set_pending_totp(await a.pool(), user.user_id, secret):
+        if not await users.set_pending_totp(await a.pool(), user.user_id,
+                                            a.seal_totp(user.user_id, secret)):
             raise HTTPException(409, "two-factor authentication is already on")
         return {"secret": secret, "otpauth_uri": totp.provisioning_uri(
             secret, email=user.email, issuer=a.settings.totp_issuer)}
@@ -321,7 +322,7 @@ async def _check_code(a: Auth, row: Any, code: str, ip: str, *, status: int) -> 
     locked = await a.totp_throttle.check(account, ip)
     if locked:
         raise _locked(locked)
-    step = totp.matching_step(row["totp_secret"], code)
+    step = totp.matching_step(a.totp_secret(row), code)
     if step is None:
         await a.totp_throttle.failed(account, ip)
         raise HTTPException(status, "invalid TOTP code",

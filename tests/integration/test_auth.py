@@ -450,6 +450,36 @@ async def test_a_totp_code_works_only_once(api: httpx.AsyncClient) -> None:
     assert replay.status_code == 401 and "already used" in replay.json()["detail"]
 
 
+async def test_totp_secrets_are_stored_sealed_and_a_changed_key_answers_503(
+        apps: Apps, api: httpx.AsyncClient, env: Env) -> None:
+    email, tokens = await signed_in(api)
+    access = bearer(tokens["access_token"])
+    secret = (await api.post("/auth/2fa/setup", headers=access)).json()["secret"]
+    user_id = (await api.get("/auth/me", headers=access)).json()["user_id"]
+    stored = (await sql(env, "SELECT totp_secret FROM users WHERE user_id = $1",
+                        user_id))["totp_secret"]
+    assert stored.startswith("v1:") and secret not in stored
+    code = pyotp.TOTP(secret)
+    now = time.time()
+    assert (await api.post("/auth/2fa/enable", headers=access,
+                           json={"totp_code": code.at(now)})).status_code == 200
+
+    # A server with a key of its own cannot open what the JWT-derived key sealed: the
+    # operator is told, the user gets no 500 and no false "invalid code".
+    keyed = apps.client(apps.args(auth=AUTH.model_copy(
+        update={"totp_key": SecretStr("a-totp-key-of-its-own-" + "t" * 20)})))
+    temp = bearer((await login(keyed, email))["temp_token"])
+    refused = await keyed.post("/auth/verify-2fa", headers=temp,
+                               json={"totp_code": code.at(now + 30)})
+    assert refused.status_code == 503 and "key" in refused.json()["detail"]
+
+    # A secret stored plainly, before secrets were sealed, still works.
+    await sql(env, "UPDATE users SET totp_secret = $2 WHERE user_id = $1", user_id, secret)
+    temp = bearer((await login(api, email))["temp_token"])
+    ok = await api.post("/auth/verify-2fa", headers=temp, json={"totp_code": code.at(now + 30)})
+    assert ok.status_code == 200, ok.text
+
+
 async def test_totp_attempts_are_throttled(api: httpx.AsyncClient) -> None:
     email, tokens = await signed_in(api)
     access = bearer(tokens["access_token"])

@@ -22,10 +22,13 @@ SECRET = "s" * 48
 
 def test_secrets_survive_the_trip_to_the_replica_but_never_print() -> None:
     args = AppArgs(database_url="postgresql://x", redis_url="redis://x",
-                   auth={"jwt_secret": SECRET}, smtp={"host": "mail", "password": "pw-123"})
+                   auth={"jwt_secret": SECRET, "totp_key": "t" * 40},
+                   smtp={"host": "mail", "password": "pw-123"})
     shipped = args.model_dump(mode="json")  # what build_app binds to the deployment
     again = AppArgs.model_validate(shipped)
     assert again.auth.jwt_secret.get_secret_value() == SECRET
+    assert again.auth.totp_key.get_secret_value() == "t" * 40
+    assert "t" * 40 not in repr(args)
     assert again.smtp.password.get_secret_value() == "pw-123"
     assert SECRET not in repr(args) and "pw-123" not in repr(args)
     assert SECRET not in str(args.model_dump())  # python mode keeps SecretStr
@@ -82,3 +85,19 @@ def test_the_embedded_stack_keeps_one_private_secret(tmp_path: Path) -> None:
     mode = os.stat(tmp_path / "auth" / "jwt_secret").st_mode
     assert stat.S_IMODE(mode) == 0o600
     AuthSettings(jwt_secret=first)  # long enough for the settings' own check
+
+
+def test_the_embedded_stack_keeps_a_totp_key_apart_from_the_jwt_secret(tmp_path: Path) -> None:
+    from rwa.stack import local_secret
+
+    key = local_secret(tmp_path, "totp_key")
+    assert key.get_secret_value() != local_jwt_secret(tmp_path).get_secret_value()
+    assert local_secret(tmp_path, "totp_key").get_secret_value() == key.get_secret_value()
+    assert stat.S_IMODE(os.stat(tmp_path / "auth" / "totp_key").st_mode) == 0o600
+    AuthSettings(totp_key=key)  # long enough for the settings' own check
+
+
+def test_a_short_totp_key_is_refused() -> None:
+    with pytest.raises((ConfigError, ValueError), match="RWA_AUTH__TOTP_KEY"):
+        AuthSettings(totp_key=SecretStr("short"))
+

@@ -70,3 +70,33 @@ def test_good_emails_are_normalised(raw: str, normal: str) -> None:
 def test_bad_emails_say_what_is_wrong(raw: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         normalize_email(raw)
+
+
+def test_a_sealed_secret_opens_for_its_account_with_its_key_only() -> None:
+    from serve.auth.totp import SEALED_PREFIX, SealedSecretError, SecretBox
+
+    box = SecretBox("k" * 40)
+    secret = new_secret()
+    sealed = box.seal(secret, user_id=7)
+    assert sealed.startswith(SEALED_PREFIX) and secret not in sealed
+    assert box.seal(secret, user_id=7) != sealed  # a fresh nonce each time
+    assert box.open(sealed, user_id=7) == secret
+    assert SecretBox("k" * 40).open(sealed, user_id=7) == secret  # the same key, rebuilt
+    with pytest.raises(SealedSecretError):  # moved to another account's row
+        box.open(sealed, user_id=8)
+    with pytest.raises(SealedSecretError):
+        SecretBox("j" * 40).open(sealed, user_id=7)
+    with pytest.raises(SealedSecretError):  # the JWT-derived key is another key
+        SecretBox("k" * 40, purpose="totp-secrets-jwt").open(sealed, user_id=7)
+    altered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(SealedSecretError):
+        box.open(altered, user_id=7)
+    with pytest.raises(SealedSecretError):
+        box.open(SEALED_PREFIX + "not base64!", user_id=7)
+
+
+def test_a_secret_stored_before_sealing_reads_as_it_is() -> None:
+    from serve.auth.totp import SecretBox
+
+    secret = new_secret()
+    assert SecretBox("k" * 40).open(secret, user_id=7) == secret
