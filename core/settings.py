@@ -330,14 +330,12 @@ class AuthSettings(BaseModel):
 
     @model_validator(mode="after")
     def _secret_strong_enough(self) -> AuthSettings:
-        if self.jwt_secret is not None and len(
-                self.jwt_secret.get_secret_value()) < MIN_JWT_SECRET_CHARS:
-            raise ConfigError(f"RWA_AUTH__JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} "
-                              "characters (e.g. the output of `openssl rand -hex 32`)")
-        if self.totp_key is not None and len(
-                self.totp_key.get_secret_value()) < MIN_JWT_SECRET_CHARS:
-            raise ConfigError(f"RWA_AUTH__TOTP_KEY must be at least {MIN_JWT_SECRET_CHARS} "
-                              "characters (e.g. the output of `openssl rand -hex 32`)")
+        for name in ("jwt_secret", "totp_key"):
+            value = getattr(self, name)
+            if value is not None and len(value.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+                raise ConfigError(f"RWA_AUTH__{name.upper()} must be at least "
+                                  f"{MIN_JWT_SECRET_CHARS} characters (e.g. the output of "
+                                  "`openssl rand -hex 32`)")
         return self
 
 

@@ -64,12 +64,13 @@ class Auth:
         self.passwords = Passwords(time_cost=s.argon2_time_cost,
                                    memory_kib=s.argon2_memory_kib,
                                    parallelism=s.argon2_parallelism)
-        secret = s.jwt_secret or _secret_from_env()
+        secret = s.jwt_secret or _secret_from_env(SECRET_ENV, "jwt_secret")
         self._codec = TokenCodec(secret, issuer=s.issuer, audience=s.audience) \
             if secret else None
         if self._codec is None:
             log.error("no JWT secret: set %s; auth endpoints answer 503 until then", SECRET_ENV)
-        self._totp_box = _totp_box(s.totp_key or _totp_key_from_env(), secret)
+        self._totp_box = _totp_box(s.totp_key or _secret_from_env(TOTP_KEY_ENV, "totp_key"),
+                                   secret)
         throttle = {"max_per_account": s.max_failures_per_account,
                     "max_per_ip": s.max_failures_per_ip, "window_s": s.failure_window_s}
         self.login_throttle = Throttle(services.redis, scope="login", **throttle)
@@ -94,19 +95,20 @@ class Auth:
         self.tokens  # noqa: B018 - the property raises
 
     # -- TOTP secrets ----------------------------------------------------------------------
+    @property
+    def _box(self) -> totp.SecretBox:
+        if self._totp_box is None:  # no TOTP key and no JWT secret to derive one from
+            raise HTTPException(503, f"authentication is not configured: set {SECRET_ENV}")
+        return self._totp_box
+
     def seal_totp(self, user_id: int, secret: str) -> str:
         """``secret`` as the account's row stores it (see :class:`totp.SecretBox`)."""
-        if self._totp_box is None:
-            raise HTTPException(503, f"authentication is not configured: set {SECRET_ENV}")
-        return self._totp_box.seal(secret, user_id=user_id)
+        return self._box.seal(secret, user_id=user_id)
 
     def totp_secret(self, row: Any) -> str:
         """The TOTP secret of an account's row (``user_id``, ``totp_secret``)."""
-        stored = row["totp_secret"]
-        if self._totp_box is None:
-            raise HTTPException(503, f"authentication is not configured: set {SECRET_ENV}")
         try:
-            return self._totp_box.open(stored, user_id=row["user_id"])
+            return self._box.open(row["totp_secret"], user_id=row["user_id"])
         except totp.SealedSecretError as e:
             log.error("user %s: %s (was %s changed?)", row["user_id"], e, TOTP_KEY_ENV)
             raise HTTPException(
@@ -217,18 +219,12 @@ def _user_key(user_id: int) -> str:
     return f"rwa:auth:user:{user_id}"
 
 
-def _secret_from_env() -> SecretStr | None:
-    raw = os.environ.get(SECRET_ENV, "").strip()
+def _secret_from_env(var: str, field: str) -> SecretStr | None:
+    """The auth secret ``field`` from the environment variable ``var``, or None."""
+    raw = os.environ.get(var, "").strip()
     if not raw:
         return None
-    return AuthSettings(jwt_secret=SecretStr(raw)).jwt_secret  # ConfigError if too short
-
-
-def _totp_key_from_env() -> SecretStr | None:
-    raw = os.environ.get(TOTP_KEY_ENV, "").strip()
-    if not raw:
-        return None
-    return AuthSettings(totp_key=SecretStr(raw)).totp_key  # ConfigError if too short
+    return getattr(AuthSettings(**{field: SecretStr(raw)}), field)  # ConfigError if too short
 
 
 def _totp_box(key: SecretStr | None, jwt_secret: SecretStr | None) -> totp.SecretBox | None:
